@@ -1,0 +1,404 @@
+//! The store of record: SQLite. All SQL of mxdns lives in this module.
+//!
+//! Tables (schema version in `meta`, migrations numbered in [`MIGRATIONS`]):
+//! - `zones`: served zones, their parent and current SOA serial;
+//! - `keys`: key metadata (the private key itself is a 0600 file next to the database);
+//! - `records`: zone content written by provisioning (owner, type, TTL, RDATA in wire form);
+//! - `changes`: an append-only log of touched (zone, owner) pairs, which the running server
+//!   follows so that writes made by another process (a command, the API) are served.
+//!
+//! Every write is one transaction: it is either all in the database or not at all, and it is
+//! durable (`synchronous=FULL`) when the call returns.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this program ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("bad record data in the database: {0}")]
+    Data(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: zones, keys, records, change log
+    "CREATE TABLE zones (
+        name TEXT PRIMARY KEY,
+        parent TEXT,
+        serial INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE TABLE keys (
+        id INTEGER PRIMARY KEY,
+        zone TEXT NOT NULL REFERENCES zones(name),
+        role TEXT NOT NULL CHECK (role IN ('ksk','zsk')),
+        algorithm INTEGER NOT NULL,
+        key_tag INTEGER NOT NULL,
+        file TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        published_at INTEGER,
+        active_at INTEGER,
+        retired_at INTEGER,
+        removed_at INTEGER
+     );
+     CREATE INDEX keys_zone ON keys(zone);
+     CREATE TABLE records (
+        zone TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        rtype INTEGER NOT NULL,
+        ttl INTEGER NOT NULL,
+        rdata BLOB NOT NULL,
+        PRIMARY KEY (zone, owner, rtype, rdata)
+     ) WITHOUT ROWID;
+     CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        zone TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        at INTEGER NOT NULL
+     );",
+];
+
+/// A stored key's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    pub id: i64,
+    pub zone: String,
+    pub role: String,
+    pub algorithm: u8,
+    pub key_tag: u16,
+    pub file: String,
+    pub created_at: i64,
+    pub published_at: Option<i64>,
+    pub active_at: Option<i64>,
+    pub retired_at: Option<i64>,
+    pub removed_at: Option<i64>,
+}
+
+/// One RRset as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRrset {
+    pub owner: Name,
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub data: Vec<RData>,
+}
+
+/// A change to the content of one zone, as a list of RRset replacements and deletions.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub ops: Vec<BatchOp>,
+}
+
+#[derive(Debug, Clone)]
+pub enum BatchOp {
+    /// Replace the RRset (owner, type) with these records.
+    Put { zone: Name, rrset: StoredRrset },
+    /// Delete the RRset (owner, type).
+    Delete { zone: Name, owner: Name, rtype: RecordType },
+    /// Delete everything at the owner.
+    DeleteName { zone: Name, owner: Name },
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+fn key(name: &Name) -> String {
+    name.to_lowercase().to_ascii()
+}
+
+fn encode_rdata(data: &RData) -> Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(64);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    data.emit(&mut enc).map_err(|e| StoreError::Data(e.to_string()))?;
+    Ok(buf)
+}
+
+fn decode_rdata(rtype: RecordType, bytes: &[u8]) -> Result<RData> {
+    let mut dec = BinDecoder::new(bytes);
+    RData::read(&mut dec, rtype, Restrict::new(bytes.len() as u16)).map_err(|e| StoreError::Data(e.to_string()))
+}
+
+fn parse_name(s: &str) -> Result<Name> {
+    Name::from_ascii(s).map_err(|e| StoreError::Data(format!("{s}: {e}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Self { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")?;
+        let version: i64 = tx
+            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::SchemaTooNew { found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES('schema_version', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                [i as i64 + 1],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Registers a zone if it is not known yet.
+    pub fn ensure_zone(&mut self, zone: &Name, parent: Option<&Name>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO zones(name, parent, serial) VALUES(?1, ?2, 0) ON CONFLICT(name) DO NOTHING",
+            params![key(zone), parent.map(key)],
+        )?;
+        Ok(())
+    }
+
+    pub fn serial(&self, zone: &Name) -> Result<u32> {
+        let s: Option<i64> =
+            self.conn.query_row("SELECT serial FROM zones WHERE name=?1", [key(zone)], |r| r.get(0)).optional()?;
+        Ok(s.unwrap_or(0) as u32)
+    }
+
+    pub fn set_serial(&mut self, zone: &Name, serial: u32) -> Result<()> {
+        self.conn.execute("UPDATE zones SET serial=?2 WHERE name=?1", params![key(zone), serial as i64])?;
+        Ok(())
+    }
+
+    pub fn keys(&self, zone: &Name) -> Result<Vec<KeyRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT id, zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
+                    retired_at, removed_at FROM keys WHERE zone=?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([key(zone)], |r| {
+            Ok(KeyRow {
+                id: r.get(0)?,
+                zone: r.get(1)?,
+                role: r.get(2)?,
+                algorithm: r.get(3)?,
+                key_tag: r.get(4)?,
+                file: r.get(5)?,
+                created_at: r.get(6)?,
+                published_at: r.get(7)?,
+                active_at: r.get(8)?,
+                retired_at: r.get(9)?,
+                removed_at: r.get(10)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    pub fn insert_key(&mut self, k: &KeyRow) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO keys(zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
+                              retired_at, removed_at)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                k.zone,
+                k.role,
+                k.algorithm,
+                k.key_tag,
+                k.file,
+                k.created_at,
+                k.published_at,
+                k.active_at,
+                k.retired_at,
+                k.removed_at
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// All RRsets of a zone, grouped, in no particular order.
+    pub fn zone_rrsets(&self, zone: &Name) -> Result<Vec<StoredRrset>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 ORDER BY owner, rtype")?;
+        let rows = st.query_map([key(zone)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, u32>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })?;
+        group(rows)
+    }
+
+    /// The RRsets at one owner.
+    pub fn rrsets_at(&self, zone: &Name, owner: &Name) -> Result<Vec<StoredRrset>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 AND owner=?2 ORDER BY rtype")?;
+        let rows = st.query_map([key(zone), key(owner)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, u32>(2)?, r.get::<_, Vec<u8>>(3)?))
+        })?;
+        group(rows)
+    }
+
+    /// Applies a batch in one transaction and logs every touched owner. Returns the last
+    /// change sequence number written.
+    pub fn write(&mut self, batch: &Batch, now: i64) -> Result<i64> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let seq = write_batch(&tx, batch, now)?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Runs `f` inside one write transaction (for use cases that combine their own tables with
+    /// zone content).
+    pub fn transaction<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The highest change sequence number (0 when none).
+    pub fn last_change(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+    }
+
+    /// Changes after `seq`, oldest first, at most `limit`.
+    pub fn changes_since(&self, seq: i64, limit: usize) -> Result<Vec<(i64, Name, Name)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, zone, owner FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = st.query_map(params![seq, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (s, z, o) = row?;
+            out.push((s, parse_name(&z)?, parse_name(&o)?));
+        }
+        Ok(out)
+    }
+
+    /// Forgets change log entries older than `before` (seconds), keeping the newest one.
+    pub fn prune_changes(&mut self, before: i64) -> Result<usize> {
+        Ok(self.conn.execute(
+            "DELETE FROM changes WHERE at < ?1 AND seq < (SELECT MAX(seq) FROM changes)",
+            [before],
+        )?)
+    }
+}
+
+/// Writes a batch inside an open transaction; see [`Store::write`].
+pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64> {
+    let mut del_type = tx.prepare_cached("DELETE FROM records WHERE zone=?1 AND owner=?2 AND rtype=?3")?;
+    let mut del_name = tx.prepare_cached("DELETE FROM records WHERE zone=?1 AND owner=?2")?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO records(zone, owner, rtype, ttl, rdata) VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+    )?;
+    let mut log = tx.prepare_cached("INSERT INTO changes(zone, owner, at) VALUES(?1, ?2, ?3)")?;
+    for op in &batch.ops {
+        let (zone, owner) = match op {
+            BatchOp::Put { zone, rrset } => {
+                let (z, o) = (key(zone), key(&rrset.owner));
+                let t = u16::from(rrset.rtype);
+                del_type.execute(params![z, o, t])?;
+                for d in &rrset.data {
+                    ins.execute(params![z, o, t, rrset.ttl, encode_rdata(d)?])?;
+                }
+                (z, o)
+            }
+            BatchOp::Delete { zone, owner, rtype } => {
+                let (z, o) = (key(zone), key(owner));
+                del_type.execute(params![z, o, u16::from(*rtype)])?;
+                (z, o)
+            }
+            BatchOp::DeleteName { zone, owner } => {
+                let (z, o) = (key(zone), key(owner));
+                del_name.execute(params![z, o])?;
+                (z, o)
+            }
+        };
+        log.execute(params![zone, owner, now])?;
+    }
+    Ok(tx.last_insert_rowid())
+}
+
+fn group(
+    rows: impl Iterator<Item = rusqlite::Result<(String, u16, u32, Vec<u8>)>>,
+) -> Result<Vec<StoredRrset>> {
+    let mut out: Vec<StoredRrset> = Vec::new();
+    let mut last: Option<(String, u16)> = None;
+    for row in rows {
+        let (owner, t, ttl, rdata) = row?;
+        let rtype = RecordType::from(t);
+        let data = decode_rdata(rtype, &rdata)?;
+        if last.as_ref().is_some_and(|(o, lt)| *o == owner && *lt == t) {
+            let cur = out.last_mut().expect("grouped");
+            cur.data.push(data);
+            cur.ttl = cur.ttl.min(ttl);
+        } else {
+            out.push(StoredRrset { owner: parse_name(&owner)?, rtype, ttl, data: vec![data] });
+            last = Some((owner, t));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{A, TLSA};
+    use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    use std::str::FromStr;
+
+    #[test]
+    fn roundtrip_and_change_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let z = Name::from_str("o-v1.mx.example.").unwrap();
+        s.ensure_zone(&z, None).unwrap();
+        let owner = Name::from_str("H.o-v1.mx.example.").unwrap();
+        let tlsa_owner = Name::from_str("_25._tcp.h.o-v1.mx.example.").unwrap();
+        let batch = Batch {
+            ops: vec![
+                BatchOp::Put { zone: z.clone(), rrset: StoredRrset { owner: owner.clone(), rtype: RecordType::A, ttl: 300, data: vec![RData::A(A::new(192, 0, 2, 25))] } },
+                BatchOp::Put {
+                    zone: z.clone(),
+                    rrset: StoredRrset {
+                        owner: tlsa_owner.clone(),
+                        rtype: RecordType::TLSA,
+                        ttl: 300,
+                        data: vec![RData::TLSA(TLSA::new(CertUsage::DaneEe, Selector::Spki, Matching::Sha256, vec![1; 32]))],
+                    },
+                },
+            ],
+        };
+        let seq = s.write(&batch, 1).unwrap();
+        assert_eq!(seq, 2);
+        assert_eq!(s.zone_rrsets(&z).unwrap().len(), 2);
+        assert_eq!(s.rrsets_at(&z, &owner).unwrap()[0].data, vec![RData::A(A::new(192, 0, 2, 25))]);
+        let ch = s.changes_since(0, 10).unwrap();
+        assert_eq!(ch.len(), 2);
+        assert_eq!(ch[0].2, Name::from_str("h.o-v1.mx.example.").unwrap(), "owners are stored lower case");
+        s.write(&Batch { ops: vec![BatchOp::DeleteName { zone: z.clone(), owner }] }, 2).unwrap();
+        assert_eq!(s.zone_rrsets(&z).unwrap().len(), 1);
+        drop(s);
+        // reopening keeps everything and does not migrate twice
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(s.last_change().unwrap(), 3);
+    }
+}

@@ -1,0 +1,131 @@
+//! Answering one question from one zone snapshot (RFC 1034 4.3.2, RFC 4035 3.1).
+//!
+//! The result names RRsets by reference; the server decides what goes on the wire (RRSIGs when
+//! the DO bit is set, truncation by whole RRsets).
+
+use std::sync::Arc;
+
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use crate::rrset::Rrset;
+use crate::zone::Zone;
+
+/// What a zone says about (qname, qtype).
+#[derive(Debug)]
+pub enum Lookup<'z> {
+    /// Authoritative data: the answer RRsets (a CNAME and what it leads to inside the zone).
+    Answer { answers: Vec<&'z Arc<Rrset>> },
+    /// The name exists without the type: SOA plus the NSEC records that prove it.
+    NoData { nsecs: Vec<&'z Arc<Rrset>> },
+    /// The name does not exist: SOA plus the NSECs covering the name and the wildcard.
+    NxDomain { nsecs: Vec<&'z Arc<Rrset>> },
+    /// The name is at or below a zone cut: NS, DS (or the NSEC proving there is none), glue.
+    Referral {
+        ns: &'z Arc<Rrset>,
+        ds: Option<&'z Arc<Rrset>>,
+        nsec: Option<&'z Arc<Rrset>>,
+        glue: Vec<&'z Arc<Rrset>>,
+    },
+}
+
+impl Zone {
+    /// Looks up `qname` (lower case, inside this zone) and `qtype`. `RecordType::ANY` answers
+    /// with one RRset of the name (RFC 8482 4.1).
+    pub fn lookup(&self, qname: &Name, qtype: RecordType) -> Lookup<'_> {
+        // Delegations first: at or below a cut the parent is not authoritative, except for DS
+        // at the cut itself (RFC 4035 3.1.4.1).
+        if let Some(cut) = self.cut_above(qname) {
+            if !(cut == *qname && qtype == RecordType::DS) {
+                return self.referral(&cut);
+            }
+        }
+        let Some(node) = self.nodes.get(qname) else {
+            if self.name_exists(qname) {
+                // empty non-terminal: the NSEC before it proves there is nothing here
+                return Lookup::NoData {
+                    nsecs: self.covering(qname).and_then(|(_, n)| n.nsec.as_ref()).into_iter().collect(),
+                };
+            }
+            return self.nxdomain(qname);
+        };
+        if qtype == RecordType::ANY {
+            if let Some(first) = node.rrsets.first() {
+                return Lookup::Answer { answers: vec![first] };
+            }
+        }
+        if let Some(r) = node.get(qtype) {
+            return Lookup::Answer { answers: vec![r] };
+        }
+        if let Some(cname) = node.get(RecordType::CNAME) {
+            let mut answers = vec![cname];
+            self.chase(cname, qtype, &mut answers);
+            return Lookup::Answer { answers };
+        }
+        Lookup::NoData {
+            nsecs: node.nsec.iter().collect(),
+        }
+    }
+
+    /// Follows a CNAME chain inside the zone (bounded), adding what it finds.
+    fn chase<'z>(&'z self, mut cname: &'z Arc<Rrset>, qtype: RecordType, out: &mut Vec<&'z Arc<Rrset>>) {
+        for _ in 0..8 {
+            let Some(RData::CNAME(target)) = cname.records.first().map(|r| &r.data) else { return };
+            let target = target.0.to_lowercase();
+            if !self.origin.zone_of(&target) || self.cut_above(&target).is_some() {
+                return;
+            }
+            let Some(node) = self.nodes.get(&target) else { return };
+            if let Some(r) = node.get(qtype) {
+                out.push(r);
+                return;
+            }
+            match node.get(RecordType::CNAME) {
+                Some(next) if !out.iter().any(|r| Arc::ptr_eq(r, next)) => {
+                    out.push(next);
+                    cname = next;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn referral(&self, cut: &Name) -> Lookup<'_> {
+        let node = self.nodes.get(cut).expect("cuts are nodes");
+        let ns = node.get(RecordType::NS).expect("cuts have NS");
+        let ds = node.get(RecordType::DS);
+        let nsec = if ds.is_none() { node.nsec.as_ref() } else { None };
+        let mut glue = Vec::new();
+        for r in ns.records.iter() {
+            if let RData::NS(target) = &r.data {
+                let target = target.0.to_lowercase();
+                if let Some(g) = self.glue.get(&target).or_else(|| self.nodes.get(&target)) {
+                    glue.extend(g.get(RecordType::A));
+                    glue.extend(g.get(RecordType::AAAA));
+                }
+            }
+        }
+        Lookup::Referral { ns, ds, nsec, glue }
+    }
+
+    fn nxdomain(&self, qname: &Name) -> Lookup<'_> {
+        let mut nsecs: Vec<&Arc<Rrset>> = Vec::with_capacity(2);
+        if let Some((_, n)) = self.covering(qname) {
+            nsecs.extend(n.nsec.as_ref());
+        }
+        // closest encloser: the longest existing ancestor; its wildcard must be denied too
+        let mut encloser = qname.base_name();
+        while encloser.num_labels() > self.origin.num_labels() && !self.name_exists(&encloser) {
+            encloser = encloser.base_name();
+        }
+        if let Ok(wild) = encloser.prepend_label("*") {
+            if let Some((_, n)) = self.covering(&wild) {
+                if let Some(w) = n.nsec.as_ref() {
+                    if !nsecs.iter().any(|x| Arc::ptr_eq(x, w)) {
+                        nsecs.push(w);
+                    }
+                }
+            }
+        }
+        Lookup::NxDomain { nsecs }
+    }
+}

@@ -1,0 +1,121 @@
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::rr::rdata::{A, NS, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use proptest::prelude::*;
+
+use crate::*;
+
+/// Signs nothing: the chain and lookup logic do not depend on signatures.
+struct NoSigner;
+impl RrsetSigner for NoSigner {
+    fn sign(&self, _: &Rrset) -> Result<Vec<Record>, String> {
+        Ok(Vec::new())
+    }
+}
+
+fn n(s: &str) -> Name {
+    Name::from_str(s).unwrap()
+}
+
+fn soa(serial: u32) -> SOA {
+    SOA::new(n("ns1.mx.example."), n("hostmaster.mx.example."), serial, 3600, 600, 1209600, 300)
+}
+
+fn a(name: &str) -> Change {
+    Change::Put(Rrset::new(n(name), 300, vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))]).unwrap())
+}
+
+fn zone() -> Zone {
+    Zone::new(n("mx.example."), 3600, soa(1), &NoSigner).unwrap()
+}
+
+/// The NSEC chain is one closed loop over exactly the names in `nodes`, and each NSEC lists the
+/// types present.
+fn check_chain(z: &Zone) {
+    let names: Vec<Name> = z.nodes.keys().cloned().collect();
+    for (i, name) in names.iter().enumerate() {
+        let node = z.nodes.get(name).unwrap();
+        let nsec = node.nsec.as_ref().expect("every name has an NSEC");
+        assert_eq!(nsec.ttl, 300, "NSEC TTL = min(SOA TTL, minimum)");
+        let RData::DNSSEC(DNSSECRData::NSEC(rd)) = &nsec.records[0].data else { panic!() };
+        let want_next = names.get(i + 1).unwrap_or(&names[0]);
+        assert_eq!(rd.next_domain_name(), want_next, "next of {name}");
+        let mut types: Vec<RecordType> = rd.type_bit_maps().collect();
+        types.sort_by_key(|t| u16::from(*t));
+        let mut want: Vec<RecordType> = node.rrsets.iter().map(|r| r.rtype).collect();
+        want.push(RecordType::NSEC);
+        want.push(RecordType::RRSIG);
+        want.sort_by_key(|t| u16::from(*t));
+        assert_eq!(types, want, "types at {name}");
+    }
+}
+
+#[test]
+fn chain_follows_adds_and_removes() {
+    let z = zone();
+    check_chain(&z);
+    let z = z.apply(vec![a("b.mx.example."), a("a.mx.example."), a("x.y.mx.example.")], &NoSigner).unwrap();
+    check_chain(&z);
+    assert!(z.name_exists(&n("y.mx.example.")), "empty non-terminal exists");
+    let z = z.apply(vec![Change::DeleteName(n("b.mx.example."))], &NoSigner).unwrap();
+    check_chain(&z);
+    let z = z.apply(vec![Change::Delete(n("x.y.mx.example."), RecordType::A)], &NoSigner).unwrap();
+    check_chain(&z);
+    assert!(!z.name_exists(&n("y.mx.example.")));
+    assert_eq!(z.nodes.len(), 2);
+}
+
+#[test]
+fn lookups() {
+    let z = zone()
+        .apply(
+            vec![
+                a("h.mx.example."),
+                a("_25._tcp.h.mx.example."),
+                Change::Put(Rrset::new(n("p.mx.example."), 300, vec![RData::NS(NS(n("ns1.p.mx.example.")))]).unwrap()),
+                a("ns1.p.mx.example."),
+            ],
+            &NoSigner,
+        )
+        .unwrap();
+    check_chain(&z);
+    assert!(z.glue.contains_key(&n("ns1.p.mx.example.")), "below a cut is glue");
+    assert!(matches!(z.lookup(&n("h.mx.example."), RecordType::A), Lookup::Answer { .. }));
+    assert!(matches!(z.lookup(&n("h.mx.example."), RecordType::MX), Lookup::NoData { nsecs } if nsecs.len() == 1));
+    // empty non-terminal
+    match z.lookup(&n("_tcp.h.mx.example."), RecordType::A) {
+        Lookup::NoData { nsecs } => assert_eq!(nsecs[0].name, n("h.mx.example.")),
+        other => panic!("{other:?}"),
+    }
+    match z.lookup(&n("nope.mx.example."), RecordType::A) {
+        Lookup::NxDomain { nsecs } => assert_eq!(nsecs.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    match z.lookup(&n("www.p.mx.example."), RecordType::A) {
+        Lookup::Referral { glue, ds, nsec, .. } => {
+            assert_eq!(glue.len(), 1);
+            assert!(ds.is_none() && nsec.is_some(), "insecure delegation proven by NSEC");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(z.lookup(&n("p.mx.example."), RecordType::DS), Lookup::NoData { .. }));
+}
+
+proptest! {
+    #[test]
+    fn chain_is_one_loop_over_existing_names(ops in proptest::collection::vec((0u8..3, "[a-c]{1,2}(\\.[a-c]{1,2})?"), 1..40)) {
+        let mut z = zone();
+        for (op, label) in ops {
+            let name = format!("{label}.mx.example.");
+            let change = match op {
+                0 | 1 => a(&name),
+                _ => Change::DeleteName(n(&name)),
+            };
+            z = z.apply(vec![change], &NoSigner).unwrap();
+            check_chain(&z);
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The immutable signed zone snapshot and incremental changes to it.
+//!
+//! A [`Zone`] is a persistent (structurally shared) ordered map from owner name, in canonical
+//! order (RFC 4034 6.1), to a [`Node`]. Cloning it is O(1); [`Zone::apply`] makes a new
+//! snapshot that shares everything it did not touch with the old one, so one change costs
+//! O(k log n) for k touched names, never O(n). Readers hold an `Arc<Zone>` and never wait.
+//!
+//! Denial of existence is NSEC (RFC 4034 4, RFC 4035 2.3): every authoritative name (and every
+//! delegation point) owns one NSEC whose next name is its successor in canonical order, the last
+//! one pointing back at the apex. Names below a zone cut (glue) are kept apart in `glue`: not in
+//! the NSEC chain and never signed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC};
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use imbl::OrdMap;
+
+use crate::rrset::Rrset;
+
+/// Produces RRSIG records over an RRset. The implementation decides which keys sign which type
+/// (KSK for DNSKEY/CDS/CDNSKEY, ZSK otherwise) and the validity window (its own `now`).
+pub trait RrsetSigner: Sync {
+    fn sign(&self, rrset: &Rrset) -> Result<Vec<Record>, String>;
+}
+
+/// Everything at one owner name.
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    /// Sorted by type code; never empty inside a zone (except transiently in `apply`).
+    pub rrsets: Vec<Arc<Rrset>>,
+    /// The NSEC RRset of this name (signed); `None` only in glue or before the chain is built.
+    pub nsec: Option<Arc<Rrset>>,
+}
+
+impl Node {
+    pub fn get(&self, rtype: RecordType) -> Option<&Arc<Rrset>> {
+        self.rrsets
+            .binary_search_by_key(&u16::from(rtype), |r| u16::from(r.rtype))
+            .ok()
+            .map(|i| &self.rrsets[i])
+    }
+
+    fn put(&mut self, rrset: Arc<Rrset>) {
+        match self
+            .rrsets
+            .binary_search_by_key(&u16::from(rrset.rtype), |r| u16::from(r.rtype))
+        {
+            Ok(i) => self.rrsets[i] = rrset,
+            Err(i) => self.rrsets.insert(i, rrset),
+        }
+    }
+
+    fn remove(&mut self, rtype: RecordType) {
+        if let Ok(i) = self
+            .rrsets
+            .binary_search_by_key(&u16::from(rtype), |r| u16::from(r.rtype))
+        {
+            self.rrsets.remove(i);
+        }
+    }
+
+    /// The types an NSEC at this name lists.
+    fn nsec_types(&self) -> Vec<RecordType> {
+        let mut t: Vec<RecordType> = self.rrsets.iter().map(|r| r.rtype).collect();
+        t.push(RecordType::NSEC);
+        t.push(RecordType::RRSIG);
+        t
+    }
+
+    /// A delegation point: has NS and is not the apex.
+    pub fn is_cut(&self, is_apex: bool) -> bool {
+        !is_apex && self.get(RecordType::NS).is_some()
+    }
+}
+
+/// One change to a zone's content.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Replace the RRset of this type at this name (create the name if needed).
+    Put(Rrset),
+    /// Remove the RRset of this type at this name (the name goes when it has nothing left).
+    Delete(Name, RecordType),
+    /// Remove every RRset at this name.
+    DeleteName(Name),
+    /// Sign the RRset again (fresh validity window, current keys). NSEC is accepted too.
+    Resign(Name, RecordType),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ZoneError {
+    #[error("{0} is not inside zone {1}")]
+    OutOfZone(Name, Name),
+    #[error("wildcard owner names are not served: {0}")]
+    Wildcard(Name),
+    #[error("{0} is not allowed here: {1}")]
+    NotAllowed(Name, &'static str),
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// An immutable, signed zone snapshot.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub origin: Name,
+    /// Authoritative names and delegation points, in canonical order.
+    pub nodes: OrdMap<Name, Arc<Node>>,
+    /// Names below zone cuts (glue addresses): unsigned, not in the NSEC chain.
+    pub glue: OrdMap<Name, Arc<Node>>,
+    /// Delegation points (names with NS other than the apex).
+    pub cuts: OrdMap<Name, ()>,
+    /// TTL of NSEC records: min(SOA TTL, SOA minimum) (RFC 9077).
+    pub nsec_ttl: u32,
+}
+
+impl Zone {
+    /// A zone holding only its SOA, signed, with a one-name NSEC chain.
+    pub fn new(origin: Name, soa_ttl: u32, soa: SOA, signer: &dyn RrsetSigner) -> Result<Self, ZoneError> {
+        let origin = origin.to_lowercase();
+        let zone = Zone {
+            origin: origin.clone(),
+            nodes: OrdMap::new(),
+            glue: OrdMap::new(),
+            cuts: OrdMap::new(),
+            nsec_ttl: 0,
+        };
+        let soa = Rrset::new(origin, soa_ttl, vec![RData::SOA(soa)]).expect("one record");
+        zone.apply(vec![Change::Put(soa)], signer)
+    }
+
+    pub fn apex(&self) -> Option<&Arc<Node>> {
+        self.nodes.get(&self.origin)
+    }
+
+    pub fn soa(&self) -> Option<&Arc<Rrset>> {
+        self.apex()?.get(RecordType::SOA)
+    }
+
+    pub fn serial(&self) -> u32 {
+        match self.soa().and_then(|s| s.records.first()).map(|r| &r.data) {
+            Some(RData::SOA(soa)) => soa.serial,
+            _ => 0,
+        }
+    }
+
+    /// The deepest delegation point at or above `name` (strictly below the apex), if any.
+    pub fn cut_above(&self, name: &Name) -> Option<Name> {
+        if self.cuts.is_empty() {
+            return None;
+        }
+        let apex_labels = self.origin.num_labels() as usize;
+        let labels = name.num_labels() as usize;
+        // from just below the apex down to the name: the highest cut wins (it occludes the rest)
+        for n in apex_labels + 1..=labels {
+            let anc = name.trim_to(n);
+            if self.cuts.contains_key(&anc) {
+                return Some(anc);
+            }
+        }
+        None
+    }
+
+    /// Applies changes and returns the new snapshot. The SOA serial must be changed by the
+    /// caller (a `Put` of the SOA) when the content changes; NSEC records are kept in step and
+    /// only what was touched is signed again.
+    pub fn apply(&self, changes: Vec<Change>, signer: &dyn RrsetSigner) -> Result<Zone, ZoneError> {
+        let mut z = self.clone();
+        // names whose NSEC must be recomputed (and signed if it differs or is asked for)
+        let mut nsec_dirty: BTreeSet<Name> = BTreeSet::new();
+        let mut nsec_force: BTreeSet<Name> = BTreeSet::new();
+        // names that disappeared: their predecessor's NSEC must change
+        let mut removed: Vec<Name> = Vec::new();
+        // RRsets to sign: (name, type)
+        let mut to_sign: Vec<Arc<Rrset>> = Vec::new();
+
+        for change in changes {
+            let name = match &change {
+                Change::Put(r) => r.name.clone(),
+                Change::Delete(n, _) | Change::DeleteName(n) | Change::Resign(n, _) => n.clone(),
+            };
+            if !z.origin.zone_of(&name) {
+                return Err(ZoneError::OutOfZone(name, z.origin.clone()));
+            }
+            if name.is_wildcard() {
+                return Err(ZoneError::Wildcard(name));
+            }
+            let below_cut = z.cut_above(&name).filter(|c| *c != name).is_some();
+            if below_cut {
+                // glue: unsigned, outside the chain
+                match change {
+                    Change::Put(r) => {
+                        if !matches!(r.rtype, RecordType::A | RecordType::AAAA) {
+                            return Err(ZoneError::NotAllowed(name, "only A/AAAA glue below a zone cut"));
+                        }
+                        let mut node = z.glue.get(&name).map(|n| (**n).clone()).unwrap_or_default();
+                        node.put(Arc::new(r));
+                        z.glue.insert(name, Arc::new(node));
+                    }
+                    Change::Delete(_, t) => {
+                        if let Some(n) = z.glue.get(&name) {
+                            let mut node = (**n).clone();
+                            node.remove(t);
+                            if node.rrsets.is_empty() {
+                                z.glue.remove(&name);
+                            } else {
+                                z.glue.insert(name, Arc::new(node));
+                            }
+                        }
+                    }
+                    Change::DeleteName(_) => {
+                        z.glue.remove(&name);
+                    }
+                    Change::Resign(..) => {}
+                }
+                continue;
+            }
+            let is_apex = name == z.origin;
+            match change {
+                Change::Put(r) => {
+                    let mut r = r;
+                    r.name = name.clone();
+                    let rtype = r.rtype;
+                    if rtype == RecordType::NS && !is_apex {
+                        z.cuts.insert(name.clone(), ());
+                    }
+                    if matches!(rtype, RecordType::NSEC | RecordType::RRSIG) {
+                        return Err(ZoneError::NotAllowed(name, "NSEC and RRSIG are made by the signer"));
+                    }
+                    let mut node = z.nodes.get(&name).map(|n| (**n).clone()).unwrap_or_default();
+                    let was_new = node.rrsets.is_empty();
+                    let types_before: Vec<RecordType> = node.rrsets.iter().map(|r| r.rtype).collect();
+                    let rrset = Arc::new(r);
+                    node.put(rrset.clone());
+                    let cut = node.is_cut(is_apex);
+                    if !cut || rtype == RecordType::DS {
+                        to_sign.push(rrset);
+                    }
+                    if was_new || !types_before.contains(&rtype) {
+                        nsec_dirty.insert(name.clone());
+                    }
+                    z.nodes.insert(name, Arc::new(node));
+                }
+                Change::Delete(_, rtype) => {
+                    if let Some(n) = z.nodes.get(&name) {
+                        if n.get(rtype).is_none() {
+                            continue;
+                        }
+                        let mut node = (**n).clone();
+                        node.remove(rtype);
+                        if rtype == RecordType::NS && !is_apex {
+                            z.cuts.remove(&name);
+                        }
+                        if node.rrsets.is_empty() {
+                            z.nodes.remove(&name);
+                            removed.push(name);
+                        } else {
+                            z.nodes.insert(name.clone(), Arc::new(node));
+                            nsec_dirty.insert(name);
+                        }
+                    }
+                }
+                Change::DeleteName(_) => {
+                    if z.nodes.remove(&name).is_some() {
+                        z.cuts.remove(&name);
+                        removed.push(name);
+                    }
+                }
+                Change::Resign(_, rtype) => {
+                    if rtype == RecordType::NSEC {
+                        nsec_dirty.insert(name.clone());
+                        nsec_force.insert(name);
+                    } else if let Some(r) = z.nodes.get(&name).and_then(|n| n.get(rtype)) {
+                        let cut = z.nodes.get(&name).is_some_and(|n| n.is_cut(is_apex));
+                        if !cut || rtype == RecordType::DS {
+                            to_sign.push(r.clone());
+                        }
+                    }
+                }
+            }
+        }
+
+        // SOA minimum / TTL decide the NSEC TTL (RFC 9077)
+        if let Some(soa) = z.soa() {
+            if let Some(RData::SOA(s)) = soa.records.first().map(|r| &r.data) {
+                let ttl = soa.ttl.min(s.minimum);
+                if ttl != z.nsec_ttl {
+                    z.nsec_ttl = ttl;
+                    nsec_dirty.extend(z.nodes.keys().cloned());
+                    nsec_force.extend(z.nodes.keys().cloned());
+                }
+            }
+        }
+
+        // Removed names: the predecessor now points elsewhere.
+        for name in removed {
+            nsec_dirty.remove(&name);
+            if let Some(p) = z.predecessor(&name) {
+                nsec_dirty.insert(p);
+            }
+        }
+        // New names: their predecessor must point at them.
+        let new_names: Vec<Name> = nsec_dirty.iter().cloned().collect();
+        for name in &new_names {
+            if let Some(p) = z.predecessor(name) {
+                nsec_dirty.insert(p);
+            }
+        }
+
+        // Compute the NSEC RRsets that differ from what is there.
+        let mut nsec_to_sign: Vec<Arc<Rrset>> = Vec::new();
+        for name in &nsec_dirty {
+            let Some(node) = z.nodes.get(name) else { continue };
+            let next = z.successor(name).unwrap_or_else(|| z.origin.clone());
+            let rdata = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, node.nsec_types())));
+            let unchanged = node
+                .nsec
+                .as_ref()
+                .is_some_and(|n| n.ttl == z.nsec_ttl && n.records.first().map(|r| &r.data) == Some(&rdata));
+            if unchanged && !nsec_force.contains(name) {
+                continue;
+            }
+            let rrset = Rrset::new(name.clone(), z.nsec_ttl, vec![rdata]).expect("one record");
+            nsec_to_sign.push(Arc::new(rrset));
+        }
+
+        // Sign everything (in parallel when there is a lot), then put the results in place.
+        let mut all = to_sign;
+        all.extend(nsec_to_sign);
+        let signed = sign_all(&all, signer)?;
+        for rrset in signed {
+            let name = rrset.name.clone();
+            let Some(n) = z.nodes.get(&name) else { continue };
+            let mut node = (**n).clone();
+            if rrset.rtype == RecordType::NSEC {
+                node.nsec = Some(Arc::new(rrset));
+            } else if node.get(rrset.rtype).is_some_and(|cur| cur.records == rrset.records) {
+                node.put(Arc::new(rrset));
+            }
+            z.nodes.insert(name, Arc::new(node));
+        }
+        Ok(z)
+    }
+
+    /// The greatest name in the chain strictly before `name` (wrapping to the last name).
+    pub fn predecessor(&self, name: &Name) -> Option<Name> {
+        self.nodes
+            .range(..name.clone())
+            .next_back()
+            .or_else(|| self.nodes.get_max().map(|(k, v)| (k, v)))
+            .map(|(k, _)| k.clone())
+            .filter(|k| k != name)
+    }
+
+    /// The node whose NSEC covers `name` (the greatest name strictly before it, wrapping).
+    pub fn covering(&self, name: &Name) -> Option<(&Name, &Arc<Node>)> {
+        self.nodes
+            .range(..name.clone())
+            .next_back()
+            .or_else(|| self.nodes.get_max().map(|(k, v)| (k, v)))
+    }
+
+    /// The least name in the chain strictly after `name`, or `None` when `name` is the last.
+    pub fn successor(&self, name: &Name) -> Option<Name> {
+        use std::ops::Bound;
+        self.nodes
+            .range((Bound::Excluded(name.clone()), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| k.clone())
+    }
+
+    /// True when `name` owns data or is an empty non-terminal (some name below it exists).
+    pub fn name_exists(&self, name: &Name) -> bool {
+        match self.nodes.range(name.clone()..).next() {
+            Some((k, _)) => name.zone_of(k),
+            None => false,
+        }
+    }
+
+    /// All RRsets with their signatures, in canonical order, SOA first: the content of an AXFR
+    /// between the two SOA copies. Glue follows the authoritative data.
+    pub fn records(&self) -> impl Iterator<Item = &Arc<Rrset>> {
+        self.nodes
+            .values()
+            .flat_map(|n| n.rrsets.iter().chain(n.nsec.iter()))
+            .chain(self.glue.values().flat_map(|n| n.rrsets.iter()))
+    }
+
+    /// The (name, type) of every signed RRset whose earliest RRSIG expires before `t`, and of
+    /// every RRset that should be signed but is not.
+    pub fn expiring_before(&self, t: u32) -> Vec<(Name, RecordType)> {
+        let mut out = Vec::new();
+        for (name, node) in self.nodes.iter() {
+            let cut = node.is_cut(*name == self.origin);
+            for r in node.rrsets.iter().chain(node.nsec.iter()) {
+                if cut && !matches!(r.rtype, RecordType::DS | RecordType::NSEC) {
+                    continue;
+                }
+                if r.earliest_expiration().is_none_or(|e| e < t) {
+                    out.push((name.clone(), r.rtype));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn sign_all(rrsets: &[Arc<Rrset>], signer: &dyn RrsetSigner) -> Result<Vec<Rrset>, ZoneError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if rrsets.len() < 2048 || threads == 1 {
+        return rrsets
+            .iter()
+            .map(|r| signer.sign(r).map(|s| r.with_rrsigs(s)).map_err(ZoneError::Signing))
+            .collect();
+    }
+    let chunk = rrsets.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rrsets
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|r| signer.sign(r).map(|s| r.with_rrsigs(s)).map_err(ZoneError::Signing))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(rrsets.len());
+        for h in handles {
+            out.extend(h.join().map_err(|_| ZoneError::Signing("signer thread panicked".into()))??);
+        }
+        Ok(out)
+    })
+}
