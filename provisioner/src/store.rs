@@ -189,47 +189,27 @@ impl Store {
     }
 
     pub fn keys(&self, zone: &Name) -> Result<Vec<KeyRow>> {
-        let mut st = self.conn.prepare(
-            "SELECT id, zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
-                    retired_at, removed_at FROM keys WHERE zone=?1 ORDER BY id",
-        )?;
-        let rows = st.query_map([key(zone)], |r| {
-            Ok(KeyRow {
-                id: r.get(0)?,
-                zone: r.get(1)?,
-                role: r.get(2)?,
-                algorithm: r.get(3)?,
-                key_tag: r.get(4)?,
-                file: r.get(5)?,
-                created_at: r.get(6)?,
-                published_at: r.get(7)?,
-                active_at: r.get(8)?,
-                retired_at: r.get(9)?,
-                removed_at: r.get(10)?,
-            })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+        keys_in(&self.conn, zone)
     }
 
     pub fn insert_key(&mut self, k: &KeyRow) -> Result<i64> {
-        self.conn.execute(
-            "INSERT INTO keys(zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
-                              retired_at, removed_at)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            params![
-                k.zone,
-                k.role,
-                k.algorithm,
-                k.key_tag,
-                k.file,
-                k.created_at,
-                k.published_at,
-                k.active_at,
-                k.retired_at,
-                k.removed_at
-            ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
+        insert_key(&self.conn, k)
+    }
+
+    /// Inside one write transaction (so concurrent processes do not both create keys): reads the
+    /// zone's keys, lets `make` create what is missing (it writes the key files), stores the rows.
+    pub fn add_keys_if_missing(
+        &mut self,
+        zone: &Name,
+        make: impl FnOnce(&[KeyRow]) -> std::result::Result<Vec<KeyRow>, String>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existing = keys_in(&tx, zone)?;
+        for k in make(&existing).map_err(StoreError::Data)? {
+            insert_key(&tx, &k)?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// All RRsets of a zone, grouped, in no particular order.
@@ -335,6 +315,50 @@ pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64>
         log.execute(params![zone, owner, now])?;
     }
     Ok(tx.last_insert_rowid())
+}
+
+fn keys_in(conn: &Connection, zone: &Name) -> Result<Vec<KeyRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
+                retired_at, removed_at FROM keys WHERE zone=?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([key(zone)], |r| {
+        Ok(KeyRow {
+            id: r.get(0)?,
+            zone: r.get(1)?,
+            role: r.get(2)?,
+            algorithm: r.get(3)?,
+            key_tag: r.get(4)?,
+            file: r.get(5)?,
+            created_at: r.get(6)?,
+            published_at: r.get(7)?,
+            active_at: r.get(8)?,
+            retired_at: r.get(9)?,
+            removed_at: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
+    conn.execute(
+        "INSERT INTO keys(zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
+                          retired_at, removed_at)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            k.zone,
+            k.role,
+            k.algorithm,
+            k.key_tag,
+            k.file,
+            k.created_at,
+            k.published_at,
+            k.active_at,
+            k.retired_at,
+            k.removed_at
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
 }
 
 fn group(

@@ -1,1 +1,400 @@
-fn main() {}
+//! `mxdns`: the daemon (`serve`) and the operator commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_proto::rr::rdata::{A, AAAA, TLSA};
+use hickory_proto::rr::{Name, RData, RecordType};
+use provisioner::{Batch, BatchOp, Store, StoredRrset};
+
+mod config;
+mod dns;
+mod http;
+mod zonemgr;
+
+use config::Config;
+use zonemgr::{Clock, SystemClock, ZoneManager};
+
+#[derive(Parser)]
+#[command(name = "mxdns", version, about = "Signed authoritative DNS and provisioning for inbound SMTP DANE")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// TOML configuration file (flags and MXDNS_* variables override it).
+    #[arg(long, global = true, env = "MXDNS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory: SQLite database and key files.
+    #[arg(long, global = true, env = "MXDNS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The service zone (default mx.example.).
+    #[arg(long = "service-zone", global = true, env = "MXDNS_SERVICE_ZONE")]
+    zone: Option<String>,
+    /// Partition label (repeatable; default o-v1).
+    #[arg(long = "partition", global = true, env = "MXDNS_PARTITIONS", value_delimiter = ',')]
+    partitions: Vec<String>,
+    /// DNSSEC algorithm for new keys: 13 (ECDSA P-256) or 15 (Ed25519).
+    #[arg(long, global = true, env = "MXDNS_ALGORITHM")]
+    algorithm: Option<u8>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the DNS server and the HTTP API.
+    Serve(ServeArgs),
+    /// Keys: DS for the registrar, list.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Add or remove tenant hosts directly in the store (tests, benchmarks, operators).
+    Host {
+        #[command(subcommand)]
+        cmd: HostCmd,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// DNS listen address, UDP and TCP (repeatable; IPv6 as [::1]:5300).
+    #[arg(long = "dns-listen", env = "MXDNS_DNS_LISTEN", value_delimiter = ',')]
+    dns_listen: Vec<SocketAddr>,
+    /// HTTP API listen address.
+    #[arg(long, env = "MXDNS_API_LISTEN")]
+    api_listen: Option<SocketAddr>,
+    /// Worker threads (0: one per core).
+    #[arg(long, env = "MXDNS_WORKERS")]
+    workers: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Print the DS RRset of a zone apex (default: the service zone) in presentation format.
+    Ds {
+        #[arg(long = "zone")]
+        for_zone: Option<String>,
+    },
+    /// List every key: zone, role, algorithm, key tag, state.
+    List,
+}
+
+#[derive(Subcommand)]
+enum HostCmd {
+    /// Publish A/AAAA at NAME and TLSA at _25._tcp.NAME (replacing what was there).
+    Add {
+        name: String,
+        #[arg(long = "a")]
+        a: Vec<std::net::Ipv4Addr>,
+        #[arg(long = "aaaa")]
+        aaaa: Vec<std::net::Ipv6Addr>,
+        /// TLSA record data, e.g. "3 1 1 <sha256 hex>" (repeatable).
+        #[arg(long = "tlsa")]
+        tlsa: Vec<String>,
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
+    /// Remove NAME and its TLSA name.
+    Remove { name: String },
+    /// Add COUNT synthetic hosts t1..tCOUNT (the benchmark zone of shared/bench/gen-zone.py).
+    BulkAdd {
+        /// Zone to add them to (default: the first partition).
+        #[arg(long = "in-zone")]
+        in_zone: Option<String>,
+        #[arg(long)]
+        count: u32,
+        #[arg(long, default_value_t = 3600)]
+        ttl: u32,
+    },
+}
+
+fn load_config(common: &Common) -> anyhow::Result<Config> {
+    let mut c = Config::load(common.config.as_deref())?;
+    if let Some(d) = &common.data_dir {
+        c.data_dir = d.clone();
+    }
+    if let Some(z) = &common.zone {
+        c.zone = z.clone();
+    }
+    if !common.partitions.is_empty() {
+        c.partitions = common.partitions.clone();
+    }
+    if let Some(a) = common.algorithm {
+        c.algorithm = a;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MXDNS_LOG").unwrap_or_else(|_| "info,hickory_server=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut config = load_config(&cli.common)?;
+    match cli.command {
+        Command::Serve(args) => {
+            if !args.dns_listen.is_empty() {
+                config.dns_listen = args.dns_listen;
+            }
+            if let Some(a) = args.api_listen {
+                config.api_listen = a;
+            }
+            if let Some(w) = args.workers {
+                config.workers = w;
+            }
+            serve(config)
+        }
+        Command::Keys { cmd } => keys_cmd(config, cmd),
+        Command::Host { cmd } => host_cmd(config, cmd),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.workers > 0 {
+        rt.worker_threads(config.workers);
+    }
+    let rt = rt.enable_all().build()?;
+    rt.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let cfg = config.clone();
+        let mgr = tokio::task::spawn_blocking(move || ZoneManager::open(cfg, clock)).await??;
+        let mgr = Arc::new(mgr);
+        let handler = dns::DnsHandler {
+            mgr: mgr.clone(),
+            axfr_allow: config.axfr_networks()?,
+            udp_max_payload: config.udp_max_payload,
+        };
+        let mut server = hickory_server::Server::new(handler);
+        for addr in &config.dns_listen {
+            let udp = tokio::net::UdpSocket::bind(addr).await.with_context(|| format!("binding UDP {addr}"))?;
+            let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
+            server.register_socket(udp);
+            server.register_listener(tcp, Duration::from_secs(10), 64);
+            tracing::info!(%addr, "DNS listening (UDP, TCP)");
+        }
+        let api = tokio::net::TcpListener::bind(config.api_listen)
+            .await
+            .with_context(|| format!("binding HTTP {}", config.api_listen))?;
+        tracing::info!(addr = %config.api_listen, "HTTP API listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let http = tokio::spawn(http::serve(api, mgr.clone(), stop_rx.clone()));
+        let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
+        let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx));
+
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        let _ = stop_tx.send(true);
+        let _ = server.shutdown_gracefully().await;
+        let _ = tokio::join!(http, follower, refresher);
+        tracing::info!("stopped");
+        anyhow::Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Follows the store's change log (writes from other processes).
+async fn follow(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = Duration::from_millis(mgr.config().follow_interval_ms.max(10));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let m = mgr.clone();
+        match tokio::task::spawn_blocking(move || m.sync()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(owners = n, "applied stored changes"),
+            Ok(Err(e)) => tracing::error!(error = %e, "applying stored changes failed"),
+            Err(e) => tracing::error!(error = %e, "change follower panicked"),
+        }
+    }
+}
+
+/// Refreshes signatures that approach expiry.
+async fn refresh(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = Duration::from_secs(mgr.config().signatures.check_interval.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let m = mgr.clone();
+        match tokio::task::spawn_blocking(move || m.refresh_signatures()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "signature refresh failed"),
+            Err(e) => tracing::error!(error = %e, "signature refresher panicked"),
+        }
+    }
+}
+
+fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
+    let store = zonemgr::init_data(&config, SystemClock.now())?;
+    match cmd {
+        KeysCmd::Ds { for_zone } => {
+            let zone = match for_zone {
+                Some(z) => Name::from_ascii(&z)?.to_lowercase(),
+                None => config.zone_name()?,
+            };
+            let rows = store.keys(&zone)?;
+            if rows.is_empty() {
+                bail!("{zone} is not a zone of this server");
+            }
+            for k in zonemgr::load_keys(&config.data_dir, &rows)?.iter().filter(|k| k.role == keys::Role::Ksk) {
+                let ds = RData::DNSSEC(DNSSECRData::DS(k.ds(&zone)));
+                println!("{} {} IN DS {}", zone, config.ttl.ds, ds);
+            }
+        }
+        KeysCmd::List => {
+            println!("{:<28} {:<4} {:>3} {:>6}  {:<8} {}", "ZONE", "ROLE", "ALG", "TAG", "STATE", "CREATED");
+            let mut zones = vec![config.zone_name()?];
+            zones.extend(config.partition_names()?);
+            for z in zones {
+                for k in store.keys(&z)? {
+                    let state = if k.removed_at.is_some() {
+                        "removed"
+                    } else if k.retired_at.is_some() {
+                        "retired"
+                    } else if k.active_at.is_some() {
+                        "active"
+                    } else {
+                        "published"
+                    };
+                    println!(
+                        "{:<28} {:<4} {:>3} {:>6}  {:<8} {}",
+                        k.zone, k.role, k.algorithm, k.key_tag, state, k.created_at
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The served zone that holds `name` (deepest match).
+fn zone_for(config: &Config, name: &Name) -> anyhow::Result<Name> {
+    let mut zones = config.partition_names()?;
+    zones.push(config.zone_name()?);
+    zones
+        .into_iter()
+        .filter(|z| z.zone_of(name) && z != name)
+        .max_by_key(|z| z.num_labels())
+        .with_context(|| format!("{name} is not below a zone of this server"))
+}
+
+fn parse_host(s: &str) -> anyhow::Result<Name> {
+    let mut n = Name::from_ascii(s).with_context(|| format!("bad host name {s}"))?;
+    n.set_fqdn(true);
+    Ok(n.to_lowercase())
+}
+
+fn tlsa_name(host: &Name) -> Name {
+    Name::from_ascii("_25._tcp").expect("labels").append_domain(host).expect("short enough")
+}
+
+fn parse_tlsa(s: &str) -> anyhow::Result<TLSA> {
+    let f: Vec<&str> = s.split_whitespace().collect();
+    if f.len() < 4 {
+        bail!("TLSA must be \"usage selector matching hex\": {s}");
+    }
+    let hex: String = f[3..].concat();
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("TLSA data must be hex: {s}");
+    }
+    let data = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16)).collect::<Result<Vec<u8>, _>>()?;
+    Ok(TLSA::new(
+        CertUsage::from(f[0].parse::<u8>()?),
+        Selector::from(f[1].parse::<u8>()?),
+        Matching::from(f[2].parse::<u8>()?),
+        data,
+    ))
+}
+
+fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
+    let mut store: Store = zonemgr::init_data(&config, SystemClock.now())?;
+    let now = SystemClock.now() as i64;
+    match cmd {
+        HostCmd::Add { name, a, aaaa, tlsa, ttl } => {
+            let host = parse_host(&name)?;
+            let zone = zone_for(&config, &host)?;
+            let mut ops = Vec::new();
+            let put = |owner: &Name, rtype, data: Vec<RData>| BatchOp::Put {
+                zone: zone.clone(),
+                rrset: StoredRrset { owner: owner.clone(), rtype, ttl, data },
+            };
+            let del = |owner: &Name, rtype| BatchOp::Delete { zone: zone.clone(), owner: owner.clone(), rtype };
+            let av: Vec<RData> = a.into_iter().map(|x| RData::A(A(x))).collect();
+            let v6: Vec<RData> = aaaa.into_iter().map(|x| RData::AAAA(AAAA(x))).collect();
+            let t: Vec<RData> = tlsa.iter().map(|s| parse_tlsa(s).map(RData::TLSA)).collect::<anyhow::Result<_>>()?;
+            ops.push(if av.is_empty() { del(&host, RecordType::A) } else { put(&host, RecordType::A, av) });
+            ops.push(if v6.is_empty() { del(&host, RecordType::AAAA) } else { put(&host, RecordType::AAAA, v6) });
+            let tn = tlsa_name(&host);
+            ops.push(if t.is_empty() { del(&tn, RecordType::TLSA) } else { put(&tn, RecordType::TLSA, t) });
+            store.write(&Batch { ops }, now)?;
+            println!("{host} published in {zone}");
+        }
+        HostCmd::Remove { name } => {
+            let host = parse_host(&name)?;
+            let zone = zone_for(&config, &host)?;
+            let ops = vec![
+                BatchOp::DeleteName { zone: zone.clone(), owner: host.clone() },
+                BatchOp::DeleteName { zone: zone.clone(), owner: tlsa_name(&host) },
+            ];
+            store.write(&Batch { ops }, now)?;
+            println!("{host} removed from {zone}");
+        }
+        HostCmd::BulkAdd { in_zone, count, ttl } => {
+            let zone = match in_zone {
+                Some(z) => parse_host(&z)?,
+                None => config.partition_names()?.into_iter().next().context("no partition configured")?,
+            };
+            let t0 = std::time::Instant::now();
+            for chunk_start in (1..=count).step_by(10_000) {
+                let mut ops = Vec::new();
+                for i in chunk_start..=(chunk_start + 9_999).min(count) {
+                    let host = Name::from_ascii(format!("t{i}"))?.append_domain(&zone)?;
+                    let put = |owner: &Name, rtype, data| BatchOp::Put {
+                        zone: zone.clone(),
+                        rrset: StoredRrset { owner: owner.clone(), rtype, ttl, data },
+                    };
+                    ops.push(put(&host, RecordType::A, vec![RData::A(A::new(192, 0, 2, (i % 256) as u8))]));
+                    let v6 = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | i as u128);
+                    ops.push(put(&host, RecordType::AAAA, vec![RData::AAAA(AAAA(v6))]));
+                    let d = |tag: &str| ring::digest::digest(&ring::digest::SHA256, format!("tlsa-{tag}-{i}").as_bytes()).as_ref().to_vec();
+                    let tl = |d| RData::TLSA(TLSA::new(CertUsage::DaneEe, Selector::Spki, Matching::Sha256, d));
+                    ops.push(put(&tlsa_name(&host), RecordType::TLSA, vec![tl(d("1")), tl(d("2"))]));
+                }
+                store.write(&Batch { ops }, now)?;
+            }
+            println!("{count} hosts added to {zone} in {:.1} s", t0.elapsed().as_secs_f64());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! Configuration: embedded defaults, then a TOML file, then environment variables and flags
+//! (clap merges the last two). Every field has a default, so `mxdns serve` needs nothing.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use hickory_proto::rr::Name;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the SQLite database and the key files live.
+    pub data_dir: PathBuf,
+    /// DNS listen addresses (UDP and TCP on each).
+    pub dns_listen: Vec<SocketAddr>,
+    /// HTTP API listen address.
+    pub api_listen: SocketAddr,
+    /// The service zone.
+    pub zone: String,
+    /// Partition labels; each is a zone `<label>.<zone>` delegated from the service zone.
+    pub partitions: Vec<String>,
+    /// DNSSEC algorithm number: 13 (ECDSA P-256, default) or 15 (Ed25519).
+    pub algorithm: u8,
+    /// Addresses of the name servers `ns1`/`ns2` of every zone (A/AAAA and glue).
+    pub ns_addresses: Vec<IpAddr>,
+    /// Networks allowed to transfer zones (AXFR/IXFR), as CIDR.
+    pub axfr_allow: Vec<String>,
+    /// Largest UDP answer we send (RFC 9715 / DNS flag day 2020: 1232).
+    pub udp_max_payload: u16,
+    /// Tokio worker threads for the DNS and HTTP servers (0: one per core).
+    pub workers: usize,
+    pub ttl: Ttls,
+    pub signatures: Signatures,
+    /// How often the server looks for changes written by other processes (ms).
+    pub follow_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ttls {
+    pub soa: u32,
+    /// SOA MINIMUM: the negative caching TTL (RFC 2308); NSEC TTL = min(soa, negative).
+    pub negative: u32,
+    pub ns: u32,
+    pub dnskey: u32,
+    pub ds: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Signatures {
+    /// Validity of a fresh RRSIG (seconds). Default 14 days.
+    pub validity: u32,
+    /// Inception backdating (seconds). Default 1 hour, for validators with slow clocks.
+    pub inception_offset: u32,
+    /// Up to this much is taken off each RRSIG's validity (seconds), spreading expiries.
+    pub jitter: u32,
+    /// RRSIGs expiring within this (seconds) are refreshed. Default 7 days.
+    pub refresh: u32,
+    /// How often the refresher looks (seconds).
+    pub check_interval: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("mxdns-data"),
+            dns_listen: vec![SocketAddr::from(([127, 0, 0, 1], 5300))],
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8053)),
+            zone: "mx.example.".into(),
+            partitions: vec!["o-v1".into()],
+            algorithm: 13,
+            ns_addresses: vec![IpAddr::from([127, 0, 0, 1])],
+            axfr_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            udp_max_payload: 1232,
+            workers: 0,
+            ttl: Ttls::default(),
+            signatures: Signatures::default(),
+            follow_interval_ms: 200,
+        }
+    }
+}
+
+impl Default for Ttls {
+    fn default() -> Self {
+        Self {
+            soa: 3600,
+            negative: 300,
+            ns: 3600,
+            dnskey: 3600,
+            ds: 3600,
+        }
+    }
+}
+
+impl Default for Signatures {
+    fn default() -> Self {
+        let d = keys::SignaturePolicy::default();
+        Self {
+            validity: d.validity,
+            inception_offset: d.inception_offset,
+            jitter: d.jitter,
+            refresh: d.refresh,
+            check_interval: 60,
+        }
+    }
+}
+
+impl Signatures {
+    pub fn policy(&self) -> keys::SignaturePolicy {
+        keys::SignaturePolicy {
+            validity: self.validity,
+            inception_offset: self.inception_offset,
+            jitter: self.jitter,
+            refresh: self.refresh,
+        }
+    }
+}
+
+/// A network in CIDR form.
+#[derive(Debug, Clone, Copy)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl FromStr for Cidr {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.parse().with_context(|| format!("bad address in {s}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() { max } else { p.parse().with_context(|| format!("bad prefix in {s}"))? };
+        if prefix > max {
+            bail!("prefix too long in {s}");
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+            }
+            None => Ok(Self::default()),
+        }
+    }
+
+    pub fn zone_name(&self) -> anyhow::Result<Name> {
+        let mut n = Name::from_ascii(&self.zone).with_context(|| format!("bad zone name {}", self.zone))?;
+        n.set_fqdn(true);
+        Ok(n.to_lowercase())
+    }
+
+    pub fn partition_names(&self) -> anyhow::Result<Vec<Name>> {
+        let zone = self.zone_name()?;
+        self.partitions
+            .iter()
+            .map(|p| {
+                let label = Name::from_ascii(p.trim_end_matches('.')).with_context(|| format!("bad partition {p}"))?;
+                Ok(label.append_domain(&zone)?.to_lowercase())
+            })
+            .collect()
+    }
+
+    pub fn axfr_networks(&self) -> anyhow::Result<Vec<Cidr>> {
+        self.axfr_allow.iter().map(|s| s.parse()).collect()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        keys::algorithm_from_number(self.algorithm)?;
+        self.zone_name()?;
+        self.partition_names()?;
+        self.axfr_networks()?;
+        if self.udp_max_payload < 512 {
+            bail!("udp_max_payload must be at least 512");
+        }
+        if self.signatures.refresh >= self.signatures.validity.saturating_sub(self.signatures.jitter) {
+            bail!("signatures.refresh must be shorter than validity - jitter");
+        }
+        if self.ns_addresses.is_empty() {
+            bail!("ns_addresses must not be empty");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,290 @@
+//! The query path: hickory-server hands us each request; we answer from the current catalog
+//! snapshot (one atomic load, no lock, no database), choose whole RRsets that fit the size
+//! limit, and let hickory-proto encode the message.
+//!
+//! RFCs: 1034 4.3.2 (lookup), 4035 3.1 (DNSSEC in answers), 6891 (EDNS, BADVERS), 8482 (ANY),
+//! 2181 9 / 4035 3.1 (truncation), 5936 (AXFR), 1995 (IXFR: answered with the full zone).
+
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use zones::{Lookup, Rrset, Zone};
+
+use crate::config::Cidr;
+use crate::zonemgr::ZoneManager;
+
+/// Budget of one AXFR message (bytes of records); well under 64 KiB.
+const AXFR_MESSAGE_BUDGET: usize = 16 * 1024;
+
+pub struct DnsHandler {
+    pub mgr: Arc<ZoneManager>,
+    pub axfr_allow: Vec<Cidr>,
+    pub udp_max_payload: u16,
+}
+
+/// What goes into a response, as whole RRsets.
+struct Sections<'a> {
+    rcode: ResponseCode,
+    aa: bool,
+    answer: Vec<&'a Arc<Rrset>>,
+    authority: Vec<&'a Arc<Rrset>>,
+    additional: Vec<&'a Arc<Rrset>>,
+    /// Additional RRsets without which the answer is not usable (glue): TC when they do not fit.
+    additional_required: bool,
+}
+
+impl<'a> Sections<'a> {
+    fn empty(rcode: ResponseCode) -> Self {
+        Self { rcode, aa: false, answer: vec![], authority: vec![], additional: vec![], additional_required: false }
+    }
+}
+
+fn error_info(request: &Request, rcode: ResponseCode) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = rcode;
+    ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DnsHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut handle: R) -> ResponseInfo {
+        let dnssec = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let mut resp_edns = request.edns.as_ref().map(|_| {
+            let mut e = Edns::new();
+            e.set_max_payload(self.udp_max_payload);
+            e.set_version(0);
+            e.set_dnssec_ok(dnssec);
+            e
+        });
+
+        let rcode_only = |rcode| Sections::empty(rcode);
+        let sections = if request.metadata.op_code != OpCode::Query {
+            rcode_only(ResponseCode::NotImp)
+        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            rcode_only(ResponseCode::BADVERS)
+        } else if request.queries.len() != 1 || request.metadata.message_type != MessageType::Query {
+            rcode_only(ResponseCode::FormErr)
+        } else {
+            let q = &request.queries.queries()[0];
+            let qtype = q.query_type();
+            let qname: Name = Name::from(q.name().clone());
+            if q.query_class() != DNSClass::IN {
+                rcode_only(ResponseCode::Refused)
+            } else if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+                return self.transfer(request, handle, &qname, qtype, resp_edns.as_ref()).await;
+            } else if matches!(qtype, RecordType::OPT) || u16::from(qtype) == 0 {
+                rcode_only(ResponseCode::FormErr)
+            } else if matches!(u16::from(qtype), 128..=254) {
+                // meta types other than AXFR/IXFR/ANY (MAILA, MAILB, TKEY, TSIG)
+                rcode_only(ResponseCode::NotImp)
+            } else {
+                let catalog = self.mgr.catalog.load();
+                return self.answer(request, handle, &catalog, &qname, qtype, dnssec, resp_edns.as_ref()).await;
+            }
+        };
+        if sections.rcode == ResponseCode::BADVERS && resp_edns.is_none() {
+            resp_edns = Some(Edns::new());
+        }
+        self.send(request, &mut handle, sections, dnssec, resp_edns.as_ref()).await
+    }
+}
+
+impl DnsHandler {
+    #[allow(clippy::too_many_arguments)]
+    async fn answer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut handle: R,
+        catalog: &crate::zonemgr::Catalog,
+        qname: &Name,
+        qtype: RecordType,
+        dnssec: bool,
+        edns: Option<&Edns>,
+    ) -> ResponseInfo {
+        let Some(zone) = catalog.find(qname, qtype) else {
+            return self.send(request, &mut handle, Sections::empty(ResponseCode::Refused), dnssec, edns).await;
+        };
+        let sections = build_sections(zone, qname, qtype);
+        self.send(request, &mut handle, sections, dnssec, edns).await
+    }
+
+    /// Size-limits the sections by whole RRsets and sends the response.
+    async fn send<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: &mut R,
+        s: Sections<'_>,
+        dnssec: bool,
+        edns: Option<&Edns>,
+    ) -> ResponseInfo {
+        let limit = match request.protocol() {
+            Protocol::Udp => match request.edns.as_ref() {
+                Some(e) => e.max_payload().clamp(512, self.udp_max_payload),
+                None => 512,
+            },
+            _ => u16::MAX,
+        } as usize;
+        let question = request.queries.as_bytes().len();
+        let opt = if edns.is_some() { 11 } else { 0 };
+        let mut budget = limit.saturating_sub(12 + question + opt);
+        let mut truncated = false;
+        let take = |list: &[&Arc<Rrset>], budget: &mut usize, out: &mut Vec<Record>| -> bool {
+            for r in list {
+                let len = r.len(dnssec);
+                if len > *budget {
+                    return false;
+                }
+                *budget -= len;
+                out.extend(r.records.iter().cloned());
+                if dnssec {
+                    out.extend(r.rrsigs.iter().cloned());
+                }
+            }
+            true
+        };
+        let (mut answers, mut authorities, mut additionals) = (Vec::new(), Vec::new(), Vec::new());
+        if !take(&s.answer, &mut budget, &mut answers) || !take(&s.authority, &mut budget, &mut authorities) {
+            truncated = true;
+        } else if !take(&s.additional, &mut budget, &mut additionals) && s.additional_required {
+            truncated = true;
+        }
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = s.rcode;
+        metadata.authoritative = s.aa;
+        metadata.truncation = truncated;
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        let response = builder.build(metadata, answers.iter(), authorities.iter(), std::iter::empty(), additionals.iter());
+        match handle.send_response(response).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "sending response failed");
+                error_info(request, ResponseCode::ServFail)
+            }
+        }
+    }
+
+    fn transfer_allowed(&self, request: &Request) -> bool {
+        let ip = request.src().ip();
+        self.axfr_allow.iter().any(|c| c.contains(ip))
+    }
+
+    /// AXFR (and IXFR, answered with the whole zone, RFC 1995 4) over TCP, in as many messages
+    /// as needed (RFC 5936 2.2). Over UDP: IXFR gets the SOA only (RFC 1995 2), AXFR NOTIMP.
+    async fn transfer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut handle: R,
+        qname: &Name,
+        qtype: RecordType,
+        edns: Option<&Edns>,
+    ) -> ResponseInfo {
+        let catalog = self.mgr.catalog.load();
+        let zone = catalog.zones.iter().find(|z| z.origin == *qname).cloned();
+        let Some(zone) = zone else {
+            let rcode = if catalog.find(qname, RecordType::SOA).is_some() { ResponseCode::NotAuth } else { ResponseCode::Refused };
+            return self.send(request, &mut handle, Sections::empty(rcode), false, edns).await;
+        };
+        if !self.transfer_allowed(request) {
+            tracing::info!(zone = %zone.origin, src = %request.src(), "zone transfer refused");
+            return self.send(request, &mut handle, Sections::empty(ResponseCode::Refused), false, edns).await;
+        }
+        let Some(soa) = zone.soa().cloned() else {
+            return self.send(request, &mut handle, Sections::empty(ResponseCode::ServFail), false, edns).await;
+        };
+        if request.protocol() == Protocol::Udp {
+            if qtype == RecordType::IXFR {
+                let mut s = Sections::empty(ResponseCode::NoError);
+                s.aa = true;
+                s.answer.push(&soa);
+                return self.send(request, &mut handle, s, false, edns).await;
+            }
+            return self.send(request, &mut handle, Sections::empty(ResponseCode::NotImp), false, edns).await;
+        }
+        tracing::info!(zone = %zone.origin, serial = zone.serial(), src = %request.src(), "zone transfer");
+        let mut info = error_info(request, ResponseCode::ServFail);
+        let mut batch: Vec<Record> = Vec::with_capacity(256);
+        let mut size = 0usize;
+        // opening SOA with its RRSIG, the rest of the zone, closing SOA without RRSIG
+        let body = zone.records().filter(|r| !(r.rtype == RecordType::SOA && r.name == zone.origin));
+        let parts = std::iter::once((&soa, true)).chain(body.map(|r| (r, true))).chain(std::iter::once((&soa, false)));
+        for (r, with_sigs) in parts {
+            let len = r.len(with_sigs);
+            if size + len > AXFR_MESSAGE_BUDGET && !batch.is_empty() {
+                info = match self.send_records(request, &mut handle, &batch, edns).await {
+                    Some(i) => i,
+                    None => return info,
+                };
+                batch.clear();
+                size = 0;
+            }
+            size += len;
+            batch.extend(r.records.iter().cloned());
+            if with_sigs {
+                batch.extend(r.rrsigs.iter().cloned());
+            }
+        }
+        if let Some(i) = self.send_records(request, &mut handle, &batch, edns).await {
+            info = i;
+        }
+        info
+    }
+
+    async fn send_records<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: &mut R,
+        records: &[Record],
+        edns: Option<&Edns>,
+    ) -> Option<ResponseInfo> {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        if let Some(e) = edns {
+            builder.edns(e);
+        }
+        let response = builder.build(metadata, records.iter(), std::iter::empty(), std::iter::empty(), std::iter::empty());
+        match handle.send_response(response).await {
+            Ok(info) => Some(info),
+            Err(e) => {
+                tracing::info!(error = %e, "zone transfer aborted");
+                None
+            }
+        }
+    }
+}
+
+/// Turns a zone lookup into response sections.
+fn build_sections<'z>(zone: &'z Zone, qname: &Name, qtype: RecordType) -> Sections<'z> {
+    let soa = zone.soa();
+    let mut s = Sections::empty(ResponseCode::NoError);
+    s.aa = true;
+    match zone.lookup(qname, qtype) {
+        Lookup::Answer { answers } => s.answer = answers,
+        Lookup::NoData { nsecs } => {
+            s.authority.extend(soa);
+            s.authority.extend(nsecs);
+        }
+        Lookup::NxDomain { nsecs } => {
+            s.rcode = ResponseCode::NXDomain;
+            s.authority.extend(soa);
+            s.authority.extend(nsecs);
+        }
+        Lookup::Referral { ns, ds, nsec, glue } => {
+            s.aa = false;
+            s.authority.push(ns);
+            s.authority.extend(ds);
+            s.authority.extend(nsec);
+            s.additional_required = !glue.is_empty();
+            s.additional = glue;
+        }
+    }
+    s
+}
