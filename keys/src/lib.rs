@@ -14,8 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
-use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, RRSIG};
 use hickory_proto::dnssec::rdata::sig::SigInput;
+use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS, RRSIG};
 use hickory_proto::dnssec::{Algorithm, DigestType, PublicKey, SigningKey, TBS};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 use rustls_pki_types::PrivatePkcs8KeyDer;
@@ -109,7 +109,8 @@ impl KeyPair {
         }
         .map_err(|e| KeyError::Generate(e.to_string()))?;
         let der = pkcs8.secret_pkcs8_der().to_vec();
-        let pair = Self::from_pkcs8(&der, algorithm, role).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let pair = Self::from_pkcs8(&der, algorithm, role)
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
         Ok((der, pair))
     }
 
@@ -118,17 +119,23 @@ impl KeyPair {
         let doc = PrivatePkcs8KeyDer::from(der.to_vec());
         let signing: Arc<dyn SigningKey> = match algorithm {
             Algorithm::ECDSAP256SHA256 => Arc::new(
-                EcdsaSigningKey::from_pkcs8(&doc, algorithm).map_err(|e| KeyError::Parse(String::new(), e.to_string()))?,
+                EcdsaSigningKey::from_pkcs8(&doc, algorithm)
+                    .map_err(|e| KeyError::Parse(String::new(), e.to_string()))?,
             ),
-            Algorithm::ED25519 => {
-                Arc::new(Ed25519SigningKey::from_pkcs8(&doc).map_err(|e| KeyError::Parse(String::new(), e.to_string()))?)
-            }
+            Algorithm::ED25519 => Arc::new(
+                Ed25519SigningKey::from_pkcs8(&doc)
+                    .map_err(|e| KeyError::Parse(String::new(), e.to_string()))?,
+            ),
             other => return Err(KeyError::Algorithm(u8::from(other))),
         };
-        let public = signing.to_public_key().map_err(|e| KeyError::Parse(String::new(), e.to_string()))?;
+        let public = signing
+            .to_public_key()
+            .map_err(|e| KeyError::Parse(String::new(), e.to_string()))?;
         // DNSKEY::from_key always sets 257; set the flags of the role ourselves.
         let dnskey = DNSKEY::with_flags(role.flags(), public);
-        let key_tag = dnskey.calculate_key_tag().map_err(|e| KeyError::Parse(String::new(), e.to_string()))?;
+        let key_tag = dnskey
+            .calculate_key_tag()
+            .map_err(|e| KeyError::Parse(String::new(), e.to_string()))?;
         Ok(Self {
             role,
             dnskey,
@@ -182,7 +189,8 @@ pub fn write_private_key(path: &Path, der: &[u8]) -> Result<(), KeyError> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io)?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
         }
         f.write_all(der).map_err(io)?;
         f.sync_all().map_err(io)?;
@@ -238,17 +246,29 @@ impl ZoneSigner<'_> {
         } else {
             // FNV-1a over the owner and type: stable, spread
             let mut h: u64 = 0xcbf29ce484222325;
-            for b in name.to_ascii().bytes().chain(u16::from(rtype).to_be_bytes()) {
+            for b in name
+                .to_ascii()
+                .bytes()
+                .chain(u16::from(rtype).to_be_bytes())
+            {
                 h ^= b as u64;
                 h = h.wrapping_mul(0x100000001b3);
             }
             (h % self.policy.jitter as u64) as u32
         };
-        self.now.saturating_add(self.policy.validity).saturating_sub(jitter)
+        self.now
+            .saturating_add(self.policy.validity)
+            .saturating_sub(jitter)
     }
 
     /// Signs `records` (one RRset) with `key`.
-    pub fn rrsig(&self, key: &KeyPair, name: &Name, ttl: u32, records: &[Record]) -> Result<Record, String> {
+    pub fn rrsig(
+        &self,
+        key: &KeyPair,
+        name: &Name,
+        ttl: u32,
+        records: &[Record],
+    ) -> Result<Record, String> {
         let rtype = records.first().ok_or("empty RRset")?.record_type();
         let input = SigInput {
             type_covered: rtype,
@@ -260,7 +280,8 @@ impl ZoneSigner<'_> {
             key_tag: key.key_tag,
             signer_name: self.zone.clone(),
         };
-        let tbs = TBS::from_input(name, DNSClass::IN, &input, records.iter()).map_err(|e| e.to_string())?;
+        let tbs = TBS::from_input(name, DNSClass::IN, &input, records.iter())
+            .map_err(|e| e.to_string())?;
         let sig = key.sign_tbs(&tbs)?;
         let mut rec = Record::from_rdata(
             name.clone(),
@@ -279,7 +300,15 @@ impl zones::RrsetSigner for ZoneSigner<'_> {
             _ => &self.zsks,
         };
         if keys.is_empty() {
-            return Err(format!("no active {} key for {}", if rrset.rtype == RecordType::DNSKEY { "KSK" } else { "ZSK" }, self.zone));
+            return Err(format!(
+                "no active {} key for {}",
+                if rrset.rtype == RecordType::DNSKEY {
+                    "KSK"
+                } else {
+                    "ZSK"
+                },
+                self.zone
+            ));
         }
         keys.iter()
             .map(|k| self.rrsig(k, &rrset.name, rrset.ttl, &rrset.records))
@@ -302,19 +331,42 @@ mod tests {
             assert_eq!(ksk.dnskey.flags(), 257);
             assert_eq!(zsk.dnskey.flags(), 256);
             let zone = Name::from_str("mx.example.").unwrap();
-            let signer = ZoneSigner { zone: zone.clone(), ksks: vec![&ksk], zsks: vec![&zsk], now: 1_800_000_000, policy: SignaturePolicy::default() };
-            let rrset = zones::Rrset::new(Name::from_str("h.mx.example.").unwrap(), 300, vec![RData::A(A::new(192, 0, 2, 1))]).unwrap();
+            let signer = ZoneSigner {
+                zone: zone.clone(),
+                ksks: vec![&ksk],
+                zsks: vec![&zsk],
+                now: 1_800_000_000,
+                policy: SignaturePolicy::default(),
+            };
+            let rrset = zones::Rrset::new(
+                Name::from_str("h.mx.example.").unwrap(),
+                300,
+                vec![RData::A(A::new(192, 0, 2, 1))],
+            )
+            .unwrap();
             let sigs = signer.sign(&rrset).unwrap();
             assert_eq!(sigs.len(), 1);
             let rrsig = verify::as_rrsig(&sigs[0]).unwrap();
             let keys = [ksk.dnskey.clone(), zsk.dnskey.clone()];
-            let used = verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, 1_800_000_000).unwrap();
+            let used =
+                verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, 1_800_000_000).unwrap();
             assert_eq!(used.flags(), 256, "A is signed by the ZSK");
-            assert_eq!(rrsig.input().sig_inception.get(), 1_800_000_000 - 3600, "backdated");
+            assert_eq!(
+                rrsig.input().sig_inception.get(),
+                1_800_000_000 - 3600,
+                "backdated"
+            );
             let exp = rrsig.input().sig_expiration.get();
             assert!(exp <= 1_800_000_000 + 14 * 86400 && exp > 1_800_000_000 + 13 * 86400);
-            assert!(verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, exp + 1).is_err(), "expired is refused");
-            assert!(verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, 1_800_000_000 - 7200).is_err(), "early is refused");
+            assert!(
+                verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, exp + 1).is_err(),
+                "expired is refused"
+            );
+            assert!(
+                verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, 1_800_000_000 - 7200)
+                    .is_err(),
+                "early is refused"
+            );
             // reload from the stored document gives the same key
             let again = KeyPair::from_pkcs8(&der, alg, Role::Zsk).unwrap();
             assert_eq!(again.key_tag, zsk.key_tag);
@@ -328,7 +380,14 @@ mod tests {
         let path = dir.path().join("k.pk8");
         let (der, _) = KeyPair::generate(Algorithm::ECDSAP256SHA256, Role::Ksk).unwrap();
         write_private_key(&path, &der).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(!format!("{:?}", KeyPair::load(&path, Algorithm::ECDSAP256SHA256, Role::Ksk).unwrap()).contains("signing"));
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!format!(
+            "{:?}",
+            KeyPair::load(&path, Algorithm::ECDSAP256SHA256, Role::Ksk).unwrap()
+        )
+        .contains("signing"));
     }
 }

@@ -1,7 +1,7 @@
 //! Independent checks of signatures: cryptography through hickory-proto's [`Verifier`], plus
 //! what `verify_rrsig` does not look at (validity window, key tag, signer, labels, TTL).
 
-use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, RRSIG};
 use hickory_proto::dnssec::{PublicKey, Verifier};
 use hickory_proto::rr::{DNSClass, Name, RData, Record};
 
@@ -17,16 +17,30 @@ pub fn verify_rrsig<'k>(
     let first = records.first().ok_or("empty RRset")?;
     let input = rrsig.input();
     if input.type_covered != first.record_type() {
-        return Err(format!("RRSIG covers {} not {}", input.type_covered, first.record_type()));
+        return Err(format!(
+            "RRSIG covers {} not {}",
+            input.type_covered,
+            first.record_type()
+        ));
     }
     if input.signer_name != *zone {
-        return Err(format!("signer {} is not the zone {}", input.signer_name, zone));
+        return Err(format!(
+            "signer {} is not the zone {}",
+            input.signer_name, zone
+        ));
     }
     if input.num_labels != first.name.num_labels() {
-        return Err(format!("labels {} != {}", input.num_labels, first.name.num_labels()));
+        return Err(format!(
+            "labels {} != {}",
+            input.num_labels,
+            first.name.num_labels()
+        ));
     }
     if input.original_ttl != first.ttl {
-        return Err(format!("original TTL {} != record TTL {}", input.original_ttl, first.ttl));
+        return Err(format!(
+            "original TTL {} != record TTL {}",
+            input.original_ttl, first.ttl
+        ));
     }
     let (inc, exp) = (input.sig_inception.get(), input.sig_expiration.get());
     if now < inc {
@@ -37,7 +51,9 @@ pub fn verify_rrsig<'k>(
     }
     let mut last = String::from("no DNSKEY with that key tag and algorithm");
     for key in dnskeys {
-        if key.calculate_key_tag().ok() != Some(input.key_tag) || key.public_key().algorithm() != input.algorithm {
+        if key.calculate_key_tag().ok() != Some(input.key_tag)
+            || key.public_key().algorithm() != input.algorithm
+        {
             continue;
         }
         match key.verify_rrsig(&first.name, DNSClass::IN, rrsig, records.iter()) {

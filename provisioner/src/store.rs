@@ -14,7 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use hickory_proto::rr::{Name, RData, RecordType};
-use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict};
+use hickory_proto::serialize::binary::{
+    BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +104,11 @@ pub enum BatchOp {
     /// Replace the RRset (owner, type) with these records.
     Put { zone: Name, rrset: StoredRrset },
     /// Delete the RRset (owner, type).
-    Delete { zone: Name, owner: Name, rtype: RecordType },
+    Delete {
+        zone: Name,
+        owner: Name,
+        rtype: RecordType,
+    },
     /// Delete everything at the owner.
     DeleteName { zone: Name, owner: Name },
 }
@@ -119,13 +125,15 @@ fn encode_rdata(data: &RData) -> Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(64);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_name_encoding(NameEncoding::Uncompressed);
-    data.emit(&mut enc).map_err(|e| StoreError::Data(e.to_string()))?;
+    data.emit(&mut enc)
+        .map_err(|e| StoreError::Data(e.to_string()))?;
     Ok(buf)
 }
 
 fn decode_rdata(rtype: RecordType, bytes: &[u8]) -> Result<RData> {
     let mut dec = BinDecoder::new(bytes);
-    RData::read(&mut dec, rtype, Restrict::new(bytes.len() as u16)).map_err(|e| StoreError::Data(e.to_string()))
+    RData::read(&mut dec, rtype, Restrict::new(bytes.len() as u16))
+        .map_err(|e| StoreError::Data(e.to_string()))
 }
 
 fn parse_name(s: &str) -> Result<Name> {
@@ -146,15 +154,26 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        )?;
         let version: i64 = tx
-            .query_row("SELECT value FROM meta WHERE key='schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key='schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .unwrap_or(0);
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StoreError::SchemaTooNew { found: version, known });
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known,
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)?;
@@ -178,13 +197,20 @@ impl Store {
     }
 
     pub fn serial(&self, zone: &Name) -> Result<u32> {
-        let s: Option<i64> =
-            self.conn.query_row("SELECT serial FROM zones WHERE name=?1", [key(zone)], |r| r.get(0)).optional()?;
+        let s: Option<i64> = self
+            .conn
+            .query_row("SELECT serial FROM zones WHERE name=?1", [key(zone)], |r| {
+                r.get(0)
+            })
+            .optional()?;
         Ok(s.unwrap_or(0) as u32)
     }
 
     pub fn set_serial(&mut self, zone: &Name, serial: u32) -> Result<()> {
-        self.conn.execute("UPDATE zones SET serial=?2 WHERE name=?1", params![key(zone), serial as i64])?;
+        self.conn.execute(
+            "UPDATE zones SET serial=?2 WHERE name=?1",
+            params![key(zone), serial as i64],
+        )?;
         Ok(())
     }
 
@@ -203,7 +229,9 @@ impl Store {
         zone: &Name,
         make: impl FnOnce(&[KeyRow]) -> std::result::Result<Vec<KeyRow>, String>,
     ) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let existing = keys_in(&tx, zone)?;
         for k in make(&existing).map_err(StoreError::Data)? {
             insert_key(&tx, &k)?;
@@ -214,11 +242,16 @@ impl Store {
 
     /// All RRsets of a zone, grouped, in no particular order.
     pub fn zone_rrsets(&self, zone: &Name) -> Result<Vec<StoredRrset>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 ORDER BY owner, rtype")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 ORDER BY owner, rtype",
+        )?;
         let rows = st.query_map([key(zone)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, u32>(2)?, r.get::<_, Vec<u8>>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u16>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
         })?;
         group(rows)
     }
@@ -229,7 +262,12 @@ impl Store {
             .conn
             .prepare_cached("SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 AND owner=?2 ORDER BY rtype")?;
         let rows = st.query_map([key(zone), key(owner)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u16>(1)?, r.get::<_, u32>(2)?, r.get::<_, Vec<u8>>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u16>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+            ))
         })?;
         group(rows)
     }
@@ -237,7 +275,9 @@ impl Store {
     /// Applies a batch in one transaction and logs every touched owner. Returns the last
     /// change sequence number written.
     pub fn write(&mut self, batch: &Batch, now: i64) -> Result<i64> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let seq = write_batch(&tx, batch, now)?;
         tx.commit()?;
         Ok(seq)
@@ -246,7 +286,9 @@ impl Store {
     /// Runs `f` inside one write transaction (for use cases that combine their own tables with
     /// zone content).
     pub fn transaction<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
@@ -254,16 +296,24 @@ impl Store {
 
     /// The highest change sequence number (0 when none).
     pub fn last_change(&self) -> Result<i64> {
-        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// Changes after `seq`, oldest first, at most `limit`.
     pub fn changes_since(&self, seq: i64, limit: usize) -> Result<Vec<(i64, Name, Name)>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT seq, zone, owner FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, zone, owner FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
         let rows = st.query_map(params![seq, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -284,7 +334,8 @@ impl Store {
 
 /// Writes a batch inside an open transaction; see [`Store::write`].
 pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64> {
-    let mut del_type = tx.prepare_cached("DELETE FROM records WHERE zone=?1 AND owner=?2 AND rtype=?3")?;
+    let mut del_type =
+        tx.prepare_cached("DELETE FROM records WHERE zone=?1 AND owner=?2 AND rtype=?3")?;
     let mut del_name = tx.prepare_cached("DELETE FROM records WHERE zone=?1 AND owner=?2")?;
     let mut ins = tx.prepare_cached(
         "INSERT INTO records(zone, owner, rtype, ttl, rdata) VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
@@ -375,7 +426,12 @@ fn group(
             cur.data.push(data);
             cur.ttl = cur.ttl.min(ttl);
         } else {
-            out.push(StoredRrset { owner: parse_name(&owner)?, rtype, ttl, data: vec![data] });
+            out.push(StoredRrset {
+                owner: parse_name(&owner)?,
+                rtype,
+                ttl,
+                data: vec![data],
+            });
             last = Some((owner, t));
         }
     }
@@ -385,8 +441,8 @@ fn group(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::rr::rdata::{A, TLSA};
     use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    use hickory_proto::rr::rdata::{A, TLSA};
     use std::str::FromStr;
 
     #[test]
@@ -399,14 +455,27 @@ mod tests {
         let tlsa_owner = Name::from_str("_25._tcp.h.o-v1.mx.example.").unwrap();
         let batch = Batch {
             ops: vec![
-                BatchOp::Put { zone: z.clone(), rrset: StoredRrset { owner: owner.clone(), rtype: RecordType::A, ttl: 300, data: vec![RData::A(A::new(192, 0, 2, 25))] } },
+                BatchOp::Put {
+                    zone: z.clone(),
+                    rrset: StoredRrset {
+                        owner: owner.clone(),
+                        rtype: RecordType::A,
+                        ttl: 300,
+                        data: vec![RData::A(A::new(192, 0, 2, 25))],
+                    },
+                },
                 BatchOp::Put {
                     zone: z.clone(),
                     rrset: StoredRrset {
                         owner: tlsa_owner.clone(),
                         rtype: RecordType::TLSA,
                         ttl: 300,
-                        data: vec![RData::TLSA(TLSA::new(CertUsage::DaneEe, Selector::Spki, Matching::Sha256, vec![1; 32]))],
+                        data: vec![RData::TLSA(TLSA::new(
+                            CertUsage::DaneEe,
+                            Selector::Spki,
+                            Matching::Sha256,
+                            vec![1; 32],
+                        ))],
                     },
                 },
             ],
@@ -414,11 +483,27 @@ mod tests {
         let seq = s.write(&batch, 1).unwrap();
         assert_eq!(seq, 2);
         assert_eq!(s.zone_rrsets(&z).unwrap().len(), 2);
-        assert_eq!(s.rrsets_at(&z, &owner).unwrap()[0].data, vec![RData::A(A::new(192, 0, 2, 25))]);
+        assert_eq!(
+            s.rrsets_at(&z, &owner).unwrap()[0].data,
+            vec![RData::A(A::new(192, 0, 2, 25))]
+        );
         let ch = s.changes_since(0, 10).unwrap();
         assert_eq!(ch.len(), 2);
-        assert_eq!(ch[0].2, Name::from_str("h.o-v1.mx.example.").unwrap(), "owners are stored lower case");
-        s.write(&Batch { ops: vec![BatchOp::DeleteName { zone: z.clone(), owner }] }, 2).unwrap();
+        assert_eq!(
+            ch[0].2,
+            Name::from_str("h.o-v1.mx.example.").unwrap(),
+            "owners are stored lower case"
+        );
+        s.write(
+            &Batch {
+                ops: vec![BatchOp::DeleteName {
+                    zone: z.clone(),
+                    owner,
+                }],
+            },
+            2,
+        )
+        .unwrap();
         assert_eq!(s.zone_rrsets(&z).unwrap().len(), 1);
         drop(s);
         // reopening keeps everything and does not migrate twice

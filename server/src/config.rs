@@ -30,6 +30,9 @@ pub struct Config {
     pub axfr_allow: Vec<String>,
     /// Largest UDP answer we send (RFC 9715 / DNS flag day 2020: 1232).
     pub udp_max_payload: u16,
+    /// A TCP connection with no new query for this long is closed (seconds). A zone transfer
+    /// must finish within it.
+    pub tcp_timeout: u64,
     /// Tokio worker threads for the DNS and HTTP servers (0: one per core).
     pub workers: usize,
     pub ttl: Ttls,
@@ -77,6 +80,7 @@ impl Default for Config {
             axfr_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
             udp_max_payload: 1232,
             workers: 0,
+            tcp_timeout: 120,
             ttl: Ttls::default(),
             signatures: Signatures::default(),
             follow_interval_ms: 200,
@@ -133,7 +137,11 @@ impl FromStr for Cidr {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
         let addr: IpAddr = a.parse().with_context(|| format!("bad address in {s}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = if p.is_empty() { max } else { p.parse().with_context(|| format!("bad prefix in {s}"))? };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse().with_context(|| format!("bad prefix in {s}"))?
+        };
         if prefix > max {
             bail!("prefix too long in {s}");
         }
@@ -149,11 +157,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -165,7 +181,8 @@ impl Config {
     pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
                 toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
             }
             None => Ok(Self::default()),
@@ -173,7 +190,8 @@ impl Config {
     }
 
     pub fn zone_name(&self) -> anyhow::Result<Name> {
-        let mut n = Name::from_ascii(&self.zone).with_context(|| format!("bad zone name {}", self.zone))?;
+        let mut n =
+            Name::from_ascii(&self.zone).with_context(|| format!("bad zone name {}", self.zone))?;
         n.set_fqdn(true);
         Ok(n.to_lowercase())
     }
@@ -183,7 +201,8 @@ impl Config {
         self.partitions
             .iter()
             .map(|p| {
-                let label = Name::from_ascii(p.trim_end_matches('.')).with_context(|| format!("bad partition {p}"))?;
+                let label = Name::from_ascii(p.trim_end_matches('.'))
+                    .with_context(|| format!("bad partition {p}"))?;
                 Ok(label.append_domain(&zone)?.to_lowercase())
             })
             .collect()
@@ -201,7 +220,12 @@ impl Config {
         if self.udp_max_payload < 512 {
             bail!("udp_max_payload must be at least 512");
         }
-        if self.signatures.refresh >= self.signatures.validity.saturating_sub(self.signatures.jitter) {
+        if self.signatures.refresh
+            >= self
+                .signatures
+                .validity
+                .saturating_sub(self.signatures.jitter)
+        {
             bail!("signatures.refresh must be shorter than validity - jitter");
         }
         if self.ns_addresses.is_empty() {

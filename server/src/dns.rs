@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use zones::{Lookup, Rrset, Zone};
 
 use crate::config::Cidr;
@@ -40,19 +41,33 @@ struct Sections<'a> {
 
 impl<'a> Sections<'a> {
     fn empty(rcode: ResponseCode) -> Self {
-        Self { rcode, aa: false, answer: vec![], authority: vec![], additional: vec![], additional_required: false }
+        Self {
+            rcode,
+            aa: false,
+            answer: vec![],
+            authority: vec![],
+            additional: vec![],
+            additional_required: false,
+        }
     }
 }
 
 fn error_info(request: &Request, rcode: ResponseCode) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = rcode;
-    ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+    ResponseInfo::from(Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    })
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut handle: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut handle: R,
+    ) -> ResponseInfo {
         let dnssec = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let mut resp_edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
@@ -67,7 +82,8 @@ impl RequestHandler for DnsHandler {
             rcode_only(ResponseCode::NotImp)
         } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             rcode_only(ResponseCode::BADVERS)
-        } else if request.queries.len() != 1 || request.metadata.message_type != MessageType::Query {
+        } else if request.queries.len() != 1 || request.metadata.message_type != MessageType::Query
+        {
             rcode_only(ResponseCode::FormErr)
         } else {
             let q = &request.queries.queries()[0];
@@ -76,7 +92,9 @@ impl RequestHandler for DnsHandler {
             if q.query_class() != DNSClass::IN {
                 rcode_only(ResponseCode::Refused)
             } else if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
-                return self.transfer(request, handle, &qname, qtype, resp_edns.as_ref()).await;
+                return self
+                    .transfer(request, handle, &qname, qtype, resp_edns.as_ref())
+                    .await;
             } else if matches!(qtype, RecordType::OPT) || u16::from(qtype) == 0 {
                 rcode_only(ResponseCode::FormErr)
             } else if matches!(u16::from(qtype), 128..=254) {
@@ -84,13 +102,24 @@ impl RequestHandler for DnsHandler {
                 rcode_only(ResponseCode::NotImp)
             } else {
                 let catalog = self.mgr.catalog.load();
-                return self.answer(request, handle, &catalog, &qname, qtype, dnssec, resp_edns.as_ref()).await;
+                return self
+                    .answer(
+                        request,
+                        handle,
+                        &catalog,
+                        &qname,
+                        qtype,
+                        dnssec,
+                        resp_edns.as_ref(),
+                    )
+                    .await;
             }
         };
         if sections.rcode == ResponseCode::BADVERS && resp_edns.is_none() {
             resp_edns = Some(Edns::new());
         }
-        self.send(request, &mut handle, sections, dnssec, resp_edns.as_ref()).await
+        self.send(request, &mut handle, sections, dnssec, resp_edns.as_ref())
+            .await
     }
 }
 
@@ -107,10 +136,19 @@ impl DnsHandler {
         edns: Option<&Edns>,
     ) -> ResponseInfo {
         let Some(zone) = catalog.find(qname, qtype) else {
-            return self.send(request, &mut handle, Sections::empty(ResponseCode::Refused), dnssec, edns).await;
+            return self
+                .send(
+                    request,
+                    &mut handle,
+                    Sections::empty(ResponseCode::Refused),
+                    dnssec,
+                    edns,
+                )
+                .await;
         };
         let sections = build_sections(zone, qname, qtype);
-        self.send(request, &mut handle, sections, dnssec, edns).await
+        self.send(request, &mut handle, sections, dnssec, edns)
+            .await
     }
 
     /// Size-limits the sections by whole RRsets and sends the response.
@@ -148,7 +186,9 @@ impl DnsHandler {
             true
         };
         let (mut answers, mut authorities, mut additionals) = (Vec::new(), Vec::new(), Vec::new());
-        if !take(&s.answer, &mut budget, &mut answers) || !take(&s.authority, &mut budget, &mut authorities) {
+        if !take(&s.answer, &mut budget, &mut answers)
+            || !take(&s.authority, &mut budget, &mut authorities)
+        {
             truncated = true;
         } else if !take(&s.additional, &mut budget, &mut additionals) && s.additional_required {
             truncated = true;
@@ -161,7 +201,13 @@ impl DnsHandler {
         if let Some(e) = edns {
             builder.edns(e);
         }
-        let response = builder.build(metadata, answers.iter(), authorities.iter(), std::iter::empty(), additionals.iter());
+        let response = builder.build(
+            metadata,
+            answers.iter(),
+            authorities.iter(),
+            std::iter::empty(),
+            additionals.iter(),
+        );
         match handle.send_response(response).await {
             Ok(info) => info,
             Err(e) => {
@@ -189,15 +235,37 @@ impl DnsHandler {
         let catalog = self.mgr.catalog.load();
         let zone = catalog.zones.iter().find(|z| z.origin == *qname).cloned();
         let Some(zone) = zone else {
-            let rcode = if catalog.find(qname, RecordType::SOA).is_some() { ResponseCode::NotAuth } else { ResponseCode::Refused };
-            return self.send(request, &mut handle, Sections::empty(rcode), false, edns).await;
+            let rcode = if catalog.find(qname, RecordType::SOA).is_some() {
+                ResponseCode::NotAuth
+            } else {
+                ResponseCode::Refused
+            };
+            return self
+                .send(request, &mut handle, Sections::empty(rcode), false, edns)
+                .await;
         };
         if !self.transfer_allowed(request) {
             tracing::info!(zone = %zone.origin, src = %request.src(), "zone transfer refused");
-            return self.send(request, &mut handle, Sections::empty(ResponseCode::Refused), false, edns).await;
+            return self
+                .send(
+                    request,
+                    &mut handle,
+                    Sections::empty(ResponseCode::Refused),
+                    false,
+                    edns,
+                )
+                .await;
         }
         let Some(soa) = zone.soa().cloned() else {
-            return self.send(request, &mut handle, Sections::empty(ResponseCode::ServFail), false, edns).await;
+            return self
+                .send(
+                    request,
+                    &mut handle,
+                    Sections::empty(ResponseCode::ServFail),
+                    false,
+                    edns,
+                )
+                .await;
         };
         if request.protocol() == Protocol::Udp {
             if qtype == RecordType::IXFR {
@@ -206,59 +274,102 @@ impl DnsHandler {
                 s.answer.push(&soa);
                 return self.send(request, &mut handle, s, false, edns).await;
             }
-            return self.send(request, &mut handle, Sections::empty(ResponseCode::NotImp), false, edns).await;
+            return self
+                .send(
+                    request,
+                    &mut handle,
+                    Sections::empty(ResponseCode::NotImp),
+                    false,
+                    edns,
+                )
+                .await;
         }
         tracing::info!(zone = %zone.origin, serial = zone.serial(), src = %request.src(), "zone transfer");
-        let mut info = error_info(request, ResponseCode::ServFail);
-        let mut batch: Vec<Record> = Vec::with_capacity(256);
-        let mut size = 0usize;
-        // opening SOA with its RRSIG, the rest of the zone, closing SOA without RRSIG
-        let body = zone.records().filter(|r| !(r.rtype == RecordType::SOA && r.name == zone.origin));
-        let parts = std::iter::once((&soa, true)).chain(body.map(|r| (r, true))).chain(std::iter::once((&soa, false)));
-        for (r, with_sigs) in parts {
-            let len = r.len(with_sigs);
-            if size + len > AXFR_MESSAGE_BUDGET && !batch.is_empty() {
-                info = match self.send_records(request, &mut handle, &batch, edns).await {
-                    Some(i) => i,
-                    None => return info,
-                };
-                batch.clear();
-                size = 0;
+        // hickory-server writes a TCP connection's queued messages only between requests, so the
+        // transfer runs in its own task and the connection task keeps draining the queue.
+        let raw = request.as_slice().to_vec();
+        let edns = edns.cloned();
+        let meta = request.metadata;
+        tokio::spawn(async move {
+            let mut decoder = BinDecoder::new(&raw);
+            let Ok(header) = Header::read(&mut decoder) else {
+                return;
+            };
+            let Ok(queries) = Queries::read(&mut decoder, header.counts.queries as usize) else {
+                return;
+            };
+            let mut batch: Vec<Record> = Vec::with_capacity(256);
+            let mut size = 0usize;
+            // opening SOA with its RRSIG, the rest of the zone, closing SOA without RRSIG
+            let body = zone
+                .records()
+                .filter(|r| !(r.rtype == RecordType::SOA && r.name == zone.origin));
+            let parts = std::iter::once((&soa, true))
+                .chain(body.map(|r| (r, true)))
+                .chain(std::iter::once((&soa, false)));
+            for (r, with_sigs) in parts {
+                let len = r.len(with_sigs);
+                if size + len > AXFR_MESSAGE_BUDGET && !batch.is_empty() {
+                    if !send_records(&meta, &queries, &mut handle, &batch, edns.as_ref()).await {
+                        return;
+                    }
+                    batch.clear();
+                    size = 0;
+                }
+                size += len;
+                batch.extend(r.records.iter().cloned());
+                if with_sigs {
+                    batch.extend(r.rrsigs.iter().cloned());
+                }
             }
-            size += len;
-            batch.extend(r.records.iter().cloned());
-            if with_sigs {
-                batch.extend(r.rrsigs.iter().cloned());
-            }
-        }
-        if let Some(i) = self.send_records(request, &mut handle, &batch, edns).await {
-            info = i;
-        }
-        info
-    }
-
-    async fn send_records<R: ResponseHandler>(
-        &self,
-        request: &Request,
-        handle: &mut R,
-        records: &[Record],
-        edns: Option<&Edns>,
-    ) -> Option<ResponseInfo> {
+            send_records(&meta, &queries, &mut handle, &batch, edns.as_ref()).await;
+        });
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
-        let mut builder = MessageResponseBuilder::new(&request.queries, None);
+        ResponseInfo::from(Header {
+            metadata,
+            counts: HeaderCounts::default(),
+        })
+    }
+}
+
+/// Sends one message of a zone transfer; false when the transfer must stop.
+async fn send_records<R: ResponseHandler>(
+    request: &Metadata,
+    queries: &Queries,
+    handle: &mut R,
+    records: &[Record],
+    edns: Option<&Edns>,
+) -> bool {
+    let mut metadata = Metadata::response_from_request(request);
+    metadata.authoritative = true;
+    // the connection's queue is bounded and refuses when full: wait for it to drain
+    // (bounded: about a minute per message) instead of aborting.
+    for _ in 0..60_000 {
+        let mut builder = MessageResponseBuilder::new(queries, None);
         if let Some(e) = edns {
             builder.edns(e);
         }
-        let response = builder.build(metadata, records.iter(), std::iter::empty(), std::iter::empty(), std::iter::empty());
+        let response = builder.build(
+            metadata,
+            records.iter(),
+            std::iter::empty(),
+            std::iter::empty(),
+            std::iter::empty(),
+        );
         match handle.send_response(response).await {
-            Ok(info) => Some(info),
+            Ok(_) => return true,
+            Err(e) if e.to_string().contains("full") => {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
             Err(e) => {
                 tracing::info!(error = %e, "zone transfer aborted");
-                None
+                return false;
             }
         }
     }
+    tracing::warn!("zone transfer aborted: the client does not read");
+    false
 }
 
 /// Turns a zone lookup into response sections.

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use crate::zonemgr::ZoneManager;
 
 pub fn router(mgr: Arc<ZoneManager>) -> Router {
-    Router::new().route("/v1/health", get(health)).with_state(mgr)
+    Router::new()
+        .route("/v1/health", get(health))
+        .with_state(mgr)
 }
 
 async fn health(State(mgr): State<Arc<ZoneManager>>) -> Json<Value> {
@@ -23,12 +25,19 @@ async fn health(State(mgr): State<Arc<ZoneManager>>) -> Json<Value> {
     Json(json!({"status": "ok", "zones": zones}))
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    mgr: Arc<ZoneManager>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let app = router(mgr);
     let shutdown = async move {
         let _ = stop.changed().await;
     };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
         tracing::error!(error = %e, "HTTP server failed");
     }
 }

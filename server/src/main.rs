@@ -22,7 +22,11 @@ use config::Config;
 use zonemgr::{Clock, SystemClock, ZoneManager};
 
 #[derive(Parser)]
-#[command(name = "mxdns", version, about = "Signed authoritative DNS and provisioning for inbound SMTP DANE")]
+#[command(
+    name = "mxdns",
+    version,
+    about = "Signed authoritative DNS and provisioning for inbound SMTP DANE"
+)]
 struct Cli {
     #[command(flatten)]
     common: Common,
@@ -42,7 +46,12 @@ struct Common {
     #[arg(long = "service-zone", global = true, env = "MXDNS_SERVICE_ZONE")]
     zone: Option<String>,
     /// Partition label (repeatable; default o-v1).
-    #[arg(long = "partition", global = true, env = "MXDNS_PARTITIONS", value_delimiter = ',')]
+    #[arg(
+        long = "partition",
+        global = true,
+        env = "MXDNS_PARTITIONS",
+        value_delimiter = ','
+    )]
     partitions: Vec<String>,
     /// DNSSEC algorithm for new keys: 13 (ECDSA P-256) or 15 (Ed25519).
     #[arg(long, global = true, env = "MXDNS_ALGORITHM")]
@@ -140,7 +149,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MXDNS_LOG").unwrap_or_else(|_| "info,hickory_server=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MXDNS_LOG")
+                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -181,10 +191,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
         };
         let mut server = hickory_server::Server::new(handler);
         for addr in &config.dns_listen {
-            let udp = tokio::net::UdpSocket::bind(addr).await.with_context(|| format!("binding UDP {addr}"))?;
-            let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
+            let udp = tokio::net::UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("binding UDP {addr}"))?;
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding TCP {addr}"))?;
             server.register_socket(udp);
-            server.register_listener(tcp, Duration::from_secs(10), 64);
+            server.register_listener(tcp, Duration::from_secs(config.tcp_timeout), 64);
             tracing::info!(%addr, "DNS listening (UDP, TCP)");
         }
         let api = tokio::net::TcpListener::bind(config.api_listen)
@@ -210,7 +224,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -267,13 +282,19 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
             if rows.is_empty() {
                 bail!("{zone} is not a zone of this server");
             }
-            for k in zonemgr::load_keys(&config.data_dir, &rows)?.iter().filter(|k| k.role == keys::Role::Ksk) {
+            for k in zonemgr::load_keys(&config.data_dir, &rows)?
+                .iter()
+                .filter(|k| k.role == keys::Role::Ksk)
+            {
                 let ds = RData::DNSSEC(DNSSECRData::DS(k.ds(&zone)));
                 println!("{} {} IN DS {}", zone, config.ttl.ds, ds);
             }
         }
         KeysCmd::List => {
-            println!("{:<28} {:<4} {:>3} {:>6}  {:<8} {}", "ZONE", "ROLE", "ALG", "TAG", "STATE", "CREATED");
+            println!(
+                "{:<28} {:<4} {:>3} {:>6}  {:<8} {}",
+                "ZONE", "ROLE", "ALG", "TAG", "STATE", "CREATED"
+            );
             let mut zones = vec![config.zone_name()?];
             zones.extend(config.partition_names()?);
             for z in zones {
@@ -316,7 +337,10 @@ fn parse_host(s: &str) -> anyhow::Result<Name> {
 }
 
 fn tlsa_name(host: &Name) -> Name {
-    Name::from_ascii("_25._tcp").expect("labels").append_domain(host).expect("short enough")
+    Name::from_ascii("_25._tcp")
+        .expect("labels")
+        .append_domain(host)
+        .expect("short enough")
 }
 
 fn parse_tlsa(s: &str) -> anyhow::Result<TLSA> {
@@ -328,7 +352,10 @@ fn parse_tlsa(s: &str) -> anyhow::Result<TLSA> {
     if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("TLSA data must be hex: {s}");
     }
-    let data = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16)).collect::<Result<Vec<u8>, _>>()?;
+    let data = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()?;
     Ok(TLSA::new(
         CertUsage::from(f[0].parse::<u8>()?),
         Selector::from(f[1].parse::<u8>()?),
@@ -341,22 +368,52 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
     let mut store: Store = zonemgr::init_data(&config, SystemClock.now())?;
     let now = SystemClock.now() as i64;
     match cmd {
-        HostCmd::Add { name, a, aaaa, tlsa, ttl } => {
+        HostCmd::Add {
+            name,
+            a,
+            aaaa,
+            tlsa,
+            ttl,
+        } => {
             let host = parse_host(&name)?;
             let zone = zone_for(&config, &host)?;
             let mut ops = Vec::new();
             let put = |owner: &Name, rtype, data: Vec<RData>| BatchOp::Put {
                 zone: zone.clone(),
-                rrset: StoredRrset { owner: owner.clone(), rtype, ttl, data },
+                rrset: StoredRrset {
+                    owner: owner.clone(),
+                    rtype,
+                    ttl,
+                    data,
+                },
             };
-            let del = |owner: &Name, rtype| BatchOp::Delete { zone: zone.clone(), owner: owner.clone(), rtype };
+            let del = |owner: &Name, rtype| BatchOp::Delete {
+                zone: zone.clone(),
+                owner: owner.clone(),
+                rtype,
+            };
             let av: Vec<RData> = a.into_iter().map(|x| RData::A(A(x))).collect();
             let v6: Vec<RData> = aaaa.into_iter().map(|x| RData::AAAA(AAAA(x))).collect();
-            let t: Vec<RData> = tlsa.iter().map(|s| parse_tlsa(s).map(RData::TLSA)).collect::<anyhow::Result<_>>()?;
-            ops.push(if av.is_empty() { del(&host, RecordType::A) } else { put(&host, RecordType::A, av) });
-            ops.push(if v6.is_empty() { del(&host, RecordType::AAAA) } else { put(&host, RecordType::AAAA, v6) });
+            let t: Vec<RData> = tlsa
+                .iter()
+                .map(|s| parse_tlsa(s).map(RData::TLSA))
+                .collect::<anyhow::Result<_>>()?;
+            ops.push(if av.is_empty() {
+                del(&host, RecordType::A)
+            } else {
+                put(&host, RecordType::A, av)
+            });
+            ops.push(if v6.is_empty() {
+                del(&host, RecordType::AAAA)
+            } else {
+                put(&host, RecordType::AAAA, v6)
+            });
             let tn = tlsa_name(&host);
-            ops.push(if t.is_empty() { del(&tn, RecordType::TLSA) } else { put(&tn, RecordType::TLSA, t) });
+            ops.push(if t.is_empty() {
+                del(&tn, RecordType::TLSA)
+            } else {
+                put(&tn, RecordType::TLSA, t)
+            });
             store.write(&Batch { ops }, now)?;
             println!("{host} published in {zone}");
         }
@@ -364,16 +421,30 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
             let host = parse_host(&name)?;
             let zone = zone_for(&config, &host)?;
             let ops = vec![
-                BatchOp::DeleteName { zone: zone.clone(), owner: host.clone() },
-                BatchOp::DeleteName { zone: zone.clone(), owner: tlsa_name(&host) },
+                BatchOp::DeleteName {
+                    zone: zone.clone(),
+                    owner: host.clone(),
+                },
+                BatchOp::DeleteName {
+                    zone: zone.clone(),
+                    owner: tlsa_name(&host),
+                },
             ];
             store.write(&Batch { ops }, now)?;
             println!("{host} removed from {zone}");
         }
-        HostCmd::BulkAdd { in_zone, count, ttl } => {
+        HostCmd::BulkAdd {
+            in_zone,
+            count,
+            ttl,
+        } => {
             let zone = match in_zone {
                 Some(z) => parse_host(&z)?,
-                None => config.partition_names()?.into_iter().next().context("no partition configured")?,
+                None => config
+                    .partition_names()?
+                    .into_iter()
+                    .next()
+                    .context("no partition configured")?,
             };
             let t0 = std::time::Instant::now();
             for chunk_start in (1..=count).step_by(10_000) {
@@ -382,18 +453,48 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                     let host = Name::from_ascii(format!("t{i}"))?.append_domain(&zone)?;
                     let put = |owner: &Name, rtype, data| BatchOp::Put {
                         zone: zone.clone(),
-                        rrset: StoredRrset { owner: owner.clone(), rtype, ttl, data },
+                        rrset: StoredRrset {
+                            owner: owner.clone(),
+                            rtype,
+                            ttl,
+                            data,
+                        },
                     };
-                    ops.push(put(&host, RecordType::A, vec![RData::A(A::new(192, 0, 2, (i % 256) as u8))]));
+                    ops.push(put(
+                        &host,
+                        RecordType::A,
+                        vec![RData::A(A::new(192, 0, 2, (i % 256) as u8))],
+                    ));
                     let v6 = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | i as u128);
                     ops.push(put(&host, RecordType::AAAA, vec![RData::AAAA(AAAA(v6))]));
-                    let d = |tag: &str| ring::digest::digest(&ring::digest::SHA256, format!("tlsa-{tag}-{i}").as_bytes()).as_ref().to_vec();
-                    let tl = |d| RData::TLSA(TLSA::new(CertUsage::DaneEe, Selector::Spki, Matching::Sha256, d));
-                    ops.push(put(&tlsa_name(&host), RecordType::TLSA, vec![tl(d("1")), tl(d("2"))]));
+                    let d = |tag: &str| {
+                        ring::digest::digest(
+                            &ring::digest::SHA256,
+                            format!("tlsa-{tag}-{i}").as_bytes(),
+                        )
+                        .as_ref()
+                        .to_vec()
+                    };
+                    let tl = |d| {
+                        RData::TLSA(TLSA::new(
+                            CertUsage::DaneEe,
+                            Selector::Spki,
+                            Matching::Sha256,
+                            d,
+                        ))
+                    };
+                    ops.push(put(
+                        &tlsa_name(&host),
+                        RecordType::TLSA,
+                        vec![tl(d("1")), tl(d("2"))],
+                    ));
                 }
                 store.write(&Batch { ops }, now)?;
             }
-            println!("{count} hosts added to {zone} in {:.1} s", t0.elapsed().as_secs_f64());
+            println!(
+                "{count} hosts added to {zone} in {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(())

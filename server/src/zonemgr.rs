@@ -95,7 +95,8 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 /// Safe to run from several processes at once: key creation happens inside one write
 /// transaction per zone.
 pub fn init_data(config: &Config, now: u32) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let kd = key_dir(&config.data_dir);
     std::fs::create_dir_all(&kd)?;
     #[cfg(unix)]
@@ -150,7 +151,12 @@ pub fn load_keys(data_dir: &Path, rows: &[KeyRow]) -> anyhow::Result<Vec<KeyPair
         let alg = keys::algorithm_from_number(row.algorithm)?;
         let pair = KeyPair::load(&key_dir(data_dir).join(&row.file), alg, role)?;
         if pair.key_tag != row.key_tag {
-            return Err(anyhow!("key file {} has key tag {}, expected {}", row.file, pair.key_tag, row.key_tag));
+            return Err(anyhow!(
+                "key file {} has key tag {}, expected {}",
+                row.file,
+                pair.key_tag,
+                row.key_tag
+            ));
         }
         out.push(pair);
     }
@@ -163,9 +169,17 @@ impl ZoneManager {
         let now = clock.now();
         let store = init_data(&config, now)?;
         let zone = config.zone_name()?;
-        let mut states = vec![ZoneState { origin: zone.clone(), parent: None, keys: Vec::new() }];
+        let mut states = vec![ZoneState {
+            origin: zone.clone(),
+            parent: None,
+            keys: Vec::new(),
+        }];
         for p in config.partition_names()? {
-            states.push(ZoneState { origin: p, parent: Some(zone.clone()), keys: Vec::new() });
+            states.push(ZoneState {
+                origin: p,
+                parent: Some(zone.clone()),
+                keys: Vec::new(),
+            });
         }
         for st in &mut states {
             st.keys = load_keys(&config.data_dir, &store.keys(&st.origin)?)?;
@@ -173,7 +187,11 @@ impl ZoneManager {
         let last_seq = store.last_change()?;
         let mgr = Self {
             catalog: ArcSwap::from_pointee(Catalog::default()),
-            inner: Mutex::new(Inner { store, zones: states, last_seq }),
+            inner: Mutex::new(Inner {
+                store,
+                zones: states,
+                last_seq,
+            }),
             config,
             clock,
         };
@@ -206,7 +224,12 @@ impl ZoneManager {
             let serial = next_serial(inner.store.serial(&st.origin)?);
             let signer = self.signer(st, now);
             let t0 = std::time::Instant::now();
-            let zone = Zone::new(st.origin.clone(), self.config.ttl.soa, self.soa(&st.origin, serial), &signer)?;
+            let zone = Zone::new(
+                st.origin.clone(),
+                self.config.ttl.soa,
+                self.soa(&st.origin, serial),
+                &signer,
+            )?;
             let mut changes = self.system_rrsets(&inner.zones, i)?;
             for r in inner.store.zone_rrsets(&st.origin)? {
                 if let Some(rrset) = Rrset::new(r.owner.to_lowercase(), r.ttl, r.data) {
@@ -225,15 +248,34 @@ impl ZoneManager {
     }
 
     fn soa(&self, origin: &Name, serial: u32) -> SOA {
-        let ns1 = Name::from_ascii("ns1").expect("label").append_domain(origin).expect("short");
-        let rname = Name::from_ascii("hostmaster").expect("label").append_domain(origin).expect("short");
-        SOA::new(ns1, rname, serial, 3600, 600, 1_209_600, self.config.ttl.negative)
+        let ns1 = Name::from_ascii("ns1")
+            .expect("label")
+            .append_domain(origin)
+            .expect("short");
+        let rname = Name::from_ascii("hostmaster")
+            .expect("label")
+            .append_domain(origin)
+            .expect("short");
+        SOA::new(
+            ns1,
+            rname,
+            serial,
+            3600,
+            600,
+            1_209_600,
+            self.config.ttl.negative,
+        )
     }
 
     fn ns_names(origin: &Name) -> Vec<Name> {
         ["ns1", "ns2"]
             .iter()
-            .map(|l| Name::from_ascii(l).expect("label").append_domain(origin).expect("short"))
+            .map(|l| {
+                Name::from_ascii(l)
+                    .expect("label")
+                    .append_domain(origin)
+                    .expect("short")
+            })
             .collect()
     }
 
@@ -272,19 +314,36 @@ impl ZoneManager {
         let mut out = Vec::new();
         let ns = Self::ns_names(&st.origin);
         out.push(Change::Put(
-            Rrset::new(st.origin.clone(), ttl.ns, ns.iter().map(|n| RData::NS(NS(n.clone()))).collect()).expect("ns"),
+            Rrset::new(
+                st.origin.clone(),
+                ttl.ns,
+                ns.iter().map(|n| RData::NS(NS(n.clone()))).collect(),
+            )
+            .expect("ns"),
         ));
         for n in &ns {
             out.extend(self.address_rrsets(n));
         }
-        let dnskeys: Vec<RData> =
-            st.keys.iter().map(|k| RData::DNSSEC(DNSSECRData::DNSKEY(k.dnskey.clone()))).collect();
-        out.push(Change::Put(Rrset::new(st.origin.clone(), ttl.dnskey, dnskeys).ok_or_else(|| anyhow!("no keys"))?));
-        for child in zones.iter().filter(|c| c.parent.as_ref() == Some(&st.origin)) {
+        let dnskeys: Vec<RData> = st
+            .keys
+            .iter()
+            .map(|k| RData::DNSSEC(DNSSECRData::DNSKEY(k.dnskey.clone())))
+            .collect();
+        out.push(Change::Put(
+            Rrset::new(st.origin.clone(), ttl.dnskey, dnskeys).ok_or_else(|| anyhow!("no keys"))?,
+        ));
+        for child in zones
+            .iter()
+            .filter(|c| c.parent.as_ref() == Some(&st.origin))
+        {
             let cns = Self::ns_names(&child.origin);
             out.push(Change::Put(
-                Rrset::new(child.origin.clone(), ttl.ns, cns.iter().map(|n| RData::NS(NS(n.clone()))).collect())
-                    .expect("ns"),
+                Rrset::new(
+                    child.origin.clone(),
+                    ttl.ns,
+                    cns.iter().map(|n| RData::NS(NS(n.clone()))).collect(),
+                )
+                .expect("ns"),
             ));
             for n in &cns {
                 out.extend(self.address_rrsets(n));
@@ -306,7 +365,9 @@ impl ZoneManager {
     fn is_system_name(&self, zones: &[ZoneState], zone: &Name, owner: &Name) -> bool {
         owner == zone
             || Self::ns_names(zone).contains(owner)
-            || zones.iter().any(|c| c.parent.as_ref() == Some(zone) && c.origin.zone_of(owner))
+            || zones
+                .iter()
+                .any(|c| c.parent.as_ref() == Some(zone) && c.origin.zone_of(owner))
     }
 
     /// Applies every change logged in the store since the last call. Returns how many owners
@@ -317,7 +378,9 @@ impl ZoneManager {
         let mut total = 0;
         loop {
             let batch = inner.store.changes_since(inner.last_seq, 50_000)?;
-            let Some(last) = batch.last().map(|c| c.0) else { break };
+            let Some(last) = batch.last().map(|c| c.0) else {
+                break;
+            };
             let mut touched: BTreeMap<Name, BTreeSet<Name>> = BTreeMap::new();
             for (_, zone, owner) in batch {
                 touched.entry(zone).or_default().insert(owner);
@@ -331,13 +394,21 @@ impl ZoneManager {
         Ok(total)
     }
 
-    fn apply_owners(&self, inner: &mut Inner, zone_name: &Name, owners: BTreeSet<Name>) -> anyhow::Result<()> {
+    fn apply_owners(
+        &self,
+        inner: &mut Inner,
+        zone_name: &Name,
+        owners: BTreeSet<Name>,
+    ) -> anyhow::Result<()> {
         let Some(idx) = inner.zones.iter().position(|z| z.origin == *zone_name) else {
             tracing::warn!(zone = %zone_name, "change for a zone that is not served; ignored");
             return Ok(());
         };
         let catalog = self.catalog.load();
-        let current = catalog.get(zone_name).ok_or_else(|| anyhow!("zone {zone_name} not built"))?.clone();
+        let current = catalog
+            .get(zone_name)
+            .ok_or_else(|| anyhow!("zone {zone_name} not built"))?
+            .clone();
         let mut changes = Vec::new();
         for owner in owners {
             if !zone_name.zone_of(&owner) || self.is_system_name(&inner.zones, zone_name, &owner) {
@@ -349,8 +420,12 @@ impl ZoneManager {
             let mut types = BTreeSet::new();
             for r in stored {
                 types.insert(u16::from(r.rtype));
-                let Some(new) = Rrset::new(owner.clone(), r.ttl, r.data) else { continue };
-                let same = node.and_then(|n| n.get(new.rtype)).is_some_and(|cur| cur.ttl == new.ttl && cur.records == new.records);
+                let Some(new) = Rrset::new(owner.clone(), r.ttl, r.data) else {
+                    continue;
+                };
+                let same = node
+                    .and_then(|n| n.get(new.rtype))
+                    .is_some_and(|cur| cur.ttl == new.ttl && cur.records == new.records);
                 if !same {
                     changes.push(Change::Put(new));
                 }
@@ -370,11 +445,22 @@ impl ZoneManager {
     }
 
     /// Applies changes plus a new SOA to zone `idx`, stores the serial, publishes the snapshot.
-    fn commit(&self, inner: &mut Inner, idx: usize, current: &Zone, mut changes: Vec<Change>) -> anyhow::Result<()> {
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        idx: usize,
+        current: &Zone,
+        mut changes: Vec<Change>,
+    ) -> anyhow::Result<()> {
         let st = &inner.zones[idx];
         let serial = next_serial(current.serial());
         changes.push(Change::Put(
-            Rrset::new(st.origin.clone(), self.config.ttl.soa, vec![RData::SOA(self.soa(&st.origin, serial))]).expect("soa"),
+            Rrset::new(
+                st.origin.clone(),
+                self.config.ttl.soa,
+                vec![RData::SOA(self.soa(&st.origin, serial))],
+            )
+            .expect("soa"),
         ));
         let signer = self.signer(st, self.clock.now());
         let new = current.apply(changes, &signer)?;
@@ -388,7 +474,13 @@ impl ZoneManager {
         let zones = old
             .zones
             .iter()
-            .map(|z| if z.origin == zone.origin { zone.clone() } else { z.clone() })
+            .map(|z| {
+                if z.origin == zone.origin {
+                    zone.clone()
+                } else {
+                    z.clone()
+                }
+            })
             .collect();
         self.catalog.store(Arc::new(Catalog { zones }));
     }
@@ -435,7 +527,10 @@ mod tests {
     }
 
     fn config(dir: &Path) -> Config {
-        Config { data_dir: dir.to_path_buf(), ..Config::default() }
+        Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        }
     }
 
     fn all_sig_windows(cat: &Catalog) -> Vec<(u32, u32)> {
@@ -444,7 +539,10 @@ mod tests {
             for r in z.records() {
                 for s in &r.rrsigs {
                     let s = keys::verify::as_rrsig(s).unwrap();
-                    out.push((s.input().sig_inception.get(), s.input().sig_expiration.get()));
+                    out.push((
+                        s.input().sig_inception.get(),
+                        s.input().sig_expiration.get(),
+                    ));
                 }
             }
         }
@@ -464,9 +562,15 @@ mod tests {
         clock.0.store(t0 + 8 * 86400, Ordering::SeqCst);
         assert!(mgr.refresh_signatures().unwrap() > 0);
         for (inc, exp) in all_sig_windows(&mgr.catalog.load()) {
-            assert!(inc <= t0 + 8 * 86400 && exp > t0 + 8 * 86400 + 7 * 86400, "fresh window {inc}..{exp}");
+            assert!(
+                inc <= t0 + 8 * 86400 && exp > t0 + 8 * 86400 + 7 * 86400,
+                "fresh window {inc}..{exp}"
+            );
         }
-        assert!(mgr.catalog.load().zones[0].serial() > serial0, "serial moves with every change");
+        assert!(
+            mgr.catalog.load().zones[0].serial() > serial0,
+            "serial moves with every change"
+        );
     }
 
     #[test]
@@ -485,6 +589,9 @@ mod tests {
         for (inc, exp) in all_sig_windows(&mgr.catalog.load()) {
             assert!(inc <= t1 && t1 < exp, "window {inc}..{exp} at {t1}");
         }
-        assert!(mgr.catalog.load().zones[0].serial() > serial, "serial increases across restarts");
+        assert!(
+            mgr.catalog.load().zones[0].serial() > serial,
+            "serial increases across restarts"
+        );
     }
 }

@@ -43,14 +43,20 @@ impl Zone {
             if self.name_exists(qname) {
                 // empty non-terminal: the NSEC before it proves there is nothing here
                 return Lookup::NoData {
-                    nsecs: self.covering(qname).and_then(|(_, n)| n.nsec.as_ref()).into_iter().collect(),
+                    nsecs: self
+                        .covering(qname)
+                        .and_then(|(_, n)| n.nsec.as_ref())
+                        .into_iter()
+                        .collect(),
                 };
             }
             return self.nxdomain(qname);
         };
         if qtype == RecordType::ANY {
             if let Some(first) = node.rrsets.first() {
-                return Lookup::Answer { answers: vec![first] };
+                return Lookup::Answer {
+                    answers: vec![first],
+                };
             }
         }
         if let Some(r) = node.get(qtype) {
@@ -67,14 +73,23 @@ impl Zone {
     }
 
     /// Follows a CNAME chain inside the zone (bounded), adding what it finds.
-    fn chase<'z>(&'z self, mut cname: &'z Arc<Rrset>, qtype: RecordType, out: &mut Vec<&'z Arc<Rrset>>) {
+    fn chase<'z>(
+        &'z self,
+        mut cname: &'z Arc<Rrset>,
+        qtype: RecordType,
+        out: &mut Vec<&'z Arc<Rrset>>,
+    ) {
         for _ in 0..8 {
-            let Some(RData::CNAME(target)) = cname.records.first().map(|r| &r.data) else { return };
+            let Some(RData::CNAME(target)) = cname.records.first().map(|r| &r.data) else {
+                return;
+            };
             let target = target.0.to_lowercase();
             if !self.origin.zone_of(&target) || self.cut_above(&target).is_some() {
                 return;
             }
-            let Some(node) = self.nodes.get(&target) else { return };
+            let Some(node) = self.nodes.get(&target) else {
+                return;
+            };
             if let Some(r) = node.get(qtype) {
                 out.push(r);
                 return;
@@ -93,7 +108,11 @@ impl Zone {
         let node = self.nodes.get(cut).expect("cuts are nodes");
         let ns = node.get(RecordType::NS).expect("cuts have NS");
         let ds = node.get(RecordType::DS);
-        let nsec = if ds.is_none() { node.nsec.as_ref() } else { None };
+        let nsec = if ds.is_none() {
+            node.nsec.as_ref()
+        } else {
+            None
+        };
         let mut glue = Vec::new();
         for r in ns.records.iter() {
             if let RData::NS(target) = &r.data {

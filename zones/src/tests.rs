@@ -21,7 +21,15 @@ fn n(s: &str) -> Name {
 }
 
 fn soa(serial: u32) -> SOA {
-    SOA::new(n("ns1.mx.example."), n("hostmaster.mx.example."), serial, 3600, 600, 1209600, 300)
+    SOA::new(
+        n("ns1.mx.example."),
+        n("hostmaster.mx.example."),
+        serial,
+        3600,
+        600,
+        1209600,
+        300,
+    )
 }
 
 fn a(name: &str) -> Change {
@@ -40,7 +48,9 @@ fn check_chain(z: &Zone) {
         let node = z.nodes.get(name).unwrap();
         let nsec = node.nsec.as_ref().expect("every name has an NSEC");
         assert_eq!(nsec.ttl, 300, "NSEC TTL = min(SOA TTL, minimum)");
-        let RData::DNSSEC(DNSSECRData::NSEC(rd)) = &nsec.records[0].data else { panic!() };
+        let RData::DNSSEC(DNSSECRData::NSEC(rd)) = &nsec.records[0].data else {
+            panic!()
+        };
         let want_next = names.get(i + 1).unwrap_or(&names[0]);
         assert_eq!(rd.next_domain_name(), want_next, "next of {name}");
         let mut types: Vec<RecordType> = rd.type_bit_maps().collect();
@@ -57,12 +67,27 @@ fn check_chain(z: &Zone) {
 fn chain_follows_adds_and_removes() {
     let z = zone();
     check_chain(&z);
-    let z = z.apply(vec![a("b.mx.example."), a("a.mx.example."), a("x.y.mx.example.")], &NoSigner).unwrap();
+    let z = z
+        .apply(
+            vec![a("b.mx.example."), a("a.mx.example."), a("x.y.mx.example.")],
+            &NoSigner,
+        )
+        .unwrap();
     check_chain(&z);
-    assert!(z.name_exists(&n("y.mx.example.")), "empty non-terminal exists");
-    let z = z.apply(vec![Change::DeleteName(n("b.mx.example."))], &NoSigner).unwrap();
+    assert!(
+        z.name_exists(&n("y.mx.example.")),
+        "empty non-terminal exists"
+    );
+    let z = z
+        .apply(vec![Change::DeleteName(n("b.mx.example."))], &NoSigner)
+        .unwrap();
     check_chain(&z);
-    let z = z.apply(vec![Change::Delete(n("x.y.mx.example."), RecordType::A)], &NoSigner).unwrap();
+    let z = z
+        .apply(
+            vec![Change::Delete(n("x.y.mx.example."), RecordType::A)],
+            &NoSigner,
+        )
+        .unwrap();
     check_chain(&z);
     assert!(!z.name_exists(&n("y.mx.example.")));
     assert_eq!(z.nodes.len(), 2);
@@ -75,16 +100,31 @@ fn lookups() {
             vec![
                 a("h.mx.example."),
                 a("_25._tcp.h.mx.example."),
-                Change::Put(Rrset::new(n("p.mx.example."), 300, vec![RData::NS(NS(n("ns1.p.mx.example.")))]).unwrap()),
+                Change::Put(
+                    Rrset::new(
+                        n("p.mx.example."),
+                        300,
+                        vec![RData::NS(NS(n("ns1.p.mx.example.")))],
+                    )
+                    .unwrap(),
+                ),
                 a("ns1.p.mx.example."),
             ],
             &NoSigner,
         )
         .unwrap();
     check_chain(&z);
-    assert!(z.glue.contains_key(&n("ns1.p.mx.example.")), "below a cut is glue");
-    assert!(matches!(z.lookup(&n("h.mx.example."), RecordType::A), Lookup::Answer { .. }));
-    assert!(matches!(z.lookup(&n("h.mx.example."), RecordType::MX), Lookup::NoData { nsecs } if nsecs.len() == 1));
+    assert!(
+        z.glue.contains_key(&n("ns1.p.mx.example.")),
+        "below a cut is glue"
+    );
+    assert!(matches!(
+        z.lookup(&n("h.mx.example."), RecordType::A),
+        Lookup::Answer { .. }
+    ));
+    assert!(
+        matches!(z.lookup(&n("h.mx.example."), RecordType::MX), Lookup::NoData { nsecs } if nsecs.len() == 1)
+    );
     // empty non-terminal
     match z.lookup(&n("_tcp.h.mx.example."), RecordType::A) {
         Lookup::NoData { nsecs } => assert_eq!(nsecs[0].name, n("h.mx.example.")),
@@ -97,11 +137,17 @@ fn lookups() {
     match z.lookup(&n("www.p.mx.example."), RecordType::A) {
         Lookup::Referral { glue, ds, nsec, .. } => {
             assert_eq!(glue.len(), 1);
-            assert!(ds.is_none() && nsec.is_some(), "insecure delegation proven by NSEC");
+            assert!(
+                ds.is_none() && nsec.is_some(),
+                "insecure delegation proven by NSEC"
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(z.lookup(&n("p.mx.example."), RecordType::DS), Lookup::NoData { .. }));
+    assert!(matches!(
+        z.lookup(&n("p.mx.example."), RecordType::DS),
+        Lookup::NoData { .. }
+    ));
 }
 
 proptest! {

@@ -117,7 +117,12 @@ pub struct Zone {
 
 impl Zone {
     /// A zone holding only its SOA, signed, with a one-name NSEC chain.
-    pub fn new(origin: Name, soa_ttl: u32, soa: SOA, signer: &dyn RrsetSigner) -> Result<Self, ZoneError> {
+    pub fn new(
+        origin: Name,
+        soa_ttl: u32,
+        soa: SOA,
+        signer: &dyn RrsetSigner,
+    ) -> Result<Self, ZoneError> {
         let origin = origin.to_lowercase();
         let zone = Zone {
             origin: origin.clone(),
@@ -192,7 +197,10 @@ impl Zone {
                 match change {
                     Change::Put(r) => {
                         if !matches!(r.rtype, RecordType::A | RecordType::AAAA) {
-                            return Err(ZoneError::NotAllowed(name, "only A/AAAA glue below a zone cut"));
+                            return Err(ZoneError::NotAllowed(
+                                name,
+                                "only A/AAAA glue below a zone cut",
+                            ));
                         }
                         let mut node = z.glue.get(&name).map(|n| (**n).clone()).unwrap_or_default();
                         node.put(Arc::new(r));
@@ -226,11 +234,19 @@ impl Zone {
                         z.cuts.insert(name.clone(), ());
                     }
                     if matches!(rtype, RecordType::NSEC | RecordType::RRSIG) {
-                        return Err(ZoneError::NotAllowed(name, "NSEC and RRSIG are made by the signer"));
+                        return Err(ZoneError::NotAllowed(
+                            name,
+                            "NSEC and RRSIG are made by the signer",
+                        ));
                     }
-                    let mut node = z.nodes.get(&name).map(|n| (**n).clone()).unwrap_or_default();
+                    let mut node = z
+                        .nodes
+                        .get(&name)
+                        .map(|n| (**n).clone())
+                        .unwrap_or_default();
                     let was_new = node.rrsets.is_empty();
-                    let types_before: Vec<RecordType> = node.rrsets.iter().map(|r| r.rtype).collect();
+                    let types_before: Vec<RecordType> =
+                        node.rrsets.iter().map(|r| r.rtype).collect();
                     let rrset = Arc::new(r);
                     node.put(rrset.clone());
                     let cut = node.is_cut(is_apex);
@@ -311,13 +327,14 @@ impl Zone {
         // Compute the NSEC RRsets that differ from what is there.
         let mut nsec_to_sign: Vec<Arc<Rrset>> = Vec::new();
         for name in &nsec_dirty {
-            let Some(node) = z.nodes.get(name) else { continue };
+            let Some(node) = z.nodes.get(name) else {
+                continue;
+            };
             let next = z.successor(name).unwrap_or_else(|| z.origin.clone());
             let rdata = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, node.nsec_types())));
-            let unchanged = node
-                .nsec
-                .as_ref()
-                .is_some_and(|n| n.ttl == z.nsec_ttl && n.records.first().map(|r| &r.data) == Some(&rdata));
+            let unchanged = node.nsec.as_ref().is_some_and(|n| {
+                n.ttl == z.nsec_ttl && n.records.first().map(|r| &r.data) == Some(&rdata)
+            });
             if unchanged && !nsec_force.contains(name) {
                 continue;
             }
@@ -331,11 +348,16 @@ impl Zone {
         let signed = sign_all(&all, signer)?;
         for rrset in signed {
             let name = rrset.name.clone();
-            let Some(n) = z.nodes.get(&name) else { continue };
+            let Some(n) = z.nodes.get(&name) else {
+                continue;
+            };
             let mut node = (**n).clone();
             if rrset.rtype == RecordType::NSEC {
                 node.nsec = Some(Arc::new(rrset));
-            } else if node.get(rrset.rtype).is_some_and(|cur| cur.records == rrset.records) {
+            } else if node
+                .get(rrset.rtype)
+                .is_some_and(|cur| cur.records == rrset.records)
+            {
                 node.put(Arc::new(rrset));
             }
             z.nodes.insert(name, Arc::new(node));
@@ -411,7 +433,12 @@ fn sign_all(rrsets: &[Arc<Rrset>], signer: &dyn RrsetSigner) -> Result<Vec<Rrset
     if rrsets.len() < 2048 || threads == 1 {
         return rrsets
             .iter()
-            .map(|r| signer.sign(r).map(|s| r.with_rrsigs(s)).map_err(ZoneError::Signing))
+            .map(|r| {
+                signer
+                    .sign(r)
+                    .map(|s| r.with_rrsigs(s))
+                    .map_err(ZoneError::Signing)
+            })
             .collect();
     }
     let chunk = rrsets.len().div_ceil(threads);
@@ -421,14 +448,22 @@ fn sign_all(rrsets: &[Arc<Rrset>], signer: &dyn RrsetSigner) -> Result<Vec<Rrset
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|r| signer.sign(r).map(|s| r.with_rrsigs(s)).map_err(ZoneError::Signing))
+                        .map(|r| {
+                            signer
+                                .sign(r)
+                                .map(|s| r.with_rrsigs(s))
+                                .map_err(ZoneError::Signing)
+                        })
                         .collect::<Result<Vec<_>, _>>()
                 })
             })
             .collect();
         let mut out = Vec::with_capacity(rrsets.len());
         for h in handles {
-            out.extend(h.join().map_err(|_| ZoneError::Signing("signer thread panicked".into()))??);
+            out.extend(
+                h.join()
+                    .map_err(|_| ZoneError::Signing("signer thread panicked".into()))??,
+            );
         }
         Ok(out)
     })

@@ -1,0 +1,272 @@
+//! Test harness: starts the real `mxdns` binary on free loopback ports with its own data
+//! directory, talks DNS to it over real sockets, and stops it on drop.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mxdns");
+
+/// A port free on 127.0.0.1 for both UDP and TCP (bounded tries).
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub dns: SocketAddr,
+    pub api: SocketAddr,
+    pub extra_config: String,
+}
+
+impl Server {
+    /// Starts a server with a fresh data directory and `config` (TOML) appended to the test
+    /// defaults.
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server {
+            child: None,
+            dir,
+            dns: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            api: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            extra_config: config.to_string(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mxdns.toml")
+    }
+
+    /// Runs `mxdns <args>` against this server's data directory and config; returns stdout.
+    pub fn cmd(&self, args: &[&str]) -> String {
+        std::fs::write(self.config_path(), &self.extra_config).unwrap();
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mxdns {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn spawn(&mut self) {
+        std::fs::write(self.config_path(), &self.extra_config).unwrap();
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("serve")
+            .arg("--dns-listen")
+            .arg(self.dns.to_string())
+            .arg("--api-listen")
+            .arg(self.api.to_string())
+            .env("MXDNS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("server exited with {status}: {}", self.log());
+            }
+            if let Ok(m) = query_udp(self.dns, "mx.example.", RecordType::SOA, true, 1232) {
+                if !m.answers.is_empty() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server not ready: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        panic!("server did not stop on SIGTERM");
+    }
+
+    /// Waits until `pred` holds for a UDP answer to (name, type), at most `secs`.
+    pub fn wait_for(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        secs: u64,
+        pred: impl Fn(&Message) -> bool,
+    ) -> Message {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = query_udp(self.dns, name, rtype, true, 1232).unwrap();
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {name} {rtype}: {m:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn make_query(name: &str, rtype: RecordType, dnssec: bool, bufsize: Option<u16>) -> Message {
+    let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    if let Some(size) = bufsize {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        e.set_dnssec_ok(dnssec);
+        m.set_edns(e);
+    }
+    m
+}
+
+fn rand_id() -> u16 {
+    (Instant::now().elapsed().subsec_nanos() ^ std::process::id()) as u16
+}
+
+/// Sends raw bytes over UDP and returns the raw answer.
+pub fn udp_raw(server: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+    sock.send_to(bytes, server)?;
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = sock.recv_from(&mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+pub fn query_udp(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    dnssec: bool,
+    bufsize: u16,
+) -> Result<Message, String> {
+    let q = make_query(name, rtype, dnssec, Some(bufsize));
+    let raw = udp_raw(server, &q.to_vec().unwrap()).map_err(|e| e.to_string())?;
+    Message::from_vec(&raw).map_err(|e| e.to_string())
+}
+
+/// A TCP connection speaking DNS (two-byte length prefix).
+pub struct Tcp(TcpStream);
+
+impl Tcp {
+    pub fn connect(server: SocketAddr) -> Self {
+        let s = TcpStream::connect(server).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Tcp(s)
+    }
+    pub fn send(&mut self, m: &Message) {
+        let b = m.to_vec().unwrap();
+        let mut framed = (b.len() as u16).to_be_bytes().to_vec();
+        framed.extend(b);
+        self.0.write_all(&framed).unwrap();
+    }
+    pub fn recv(&mut self) -> Message {
+        let mut len = [0u8; 2];
+        self.0.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        self.0.read_exact(&mut buf).unwrap();
+        Message::from_vec(&buf).unwrap()
+    }
+}
+
+/// AXFR over TCP: every record of the transfer, in order (first and last are the SOA).
+pub fn axfr(server: SocketAddr, zone: &str) -> (Vec<hickory_proto::rr::Record>, usize) {
+    let mut c = Tcp::connect(server);
+    c.send(&make_query(zone, RecordType::AXFR, false, None));
+    let mut out = Vec::new();
+    let mut messages = 0;
+    loop {
+        let m = c.recv();
+        messages += 1;
+        assert_eq!(
+            m.metadata.response_code,
+            hickory_proto::op::ResponseCode::NoError,
+            "AXFR refused: {m:?}"
+        );
+        out.extend(m.answers);
+        if out.len() > 1 && out.last().unwrap().record_type() == RecordType::SOA {
+            return (out, messages);
+        }
+        assert!(messages < 100_000, "AXFR does not end");
+    }
+}
+
+pub fn which(tool: &str) -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!(
+        "{tool} is not installed: run the test command of README.md (it installs the validators)"
+    );
+}
