@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -146,7 +146,7 @@ impl DnsHandler {
                 )
                 .await;
         };
-        let sections = build_sections(zone, qname, qtype);
+        let sections = build_sections(zone, qname, qtype, dnssec);
         self.send(request, &mut handle, sections, dnssec, edns)
             .await
     }
@@ -169,33 +169,43 @@ impl DnsHandler {
         } as usize;
         let question = request.queries.as_bytes().len();
         let opt = if edns.is_some() { 11 } else { 0 };
-        let mut budget = limit.saturating_sub(12 + question + opt);
-        let mut truncated = false;
-        let take = |list: &[&Arc<Rrset>], budget: &mut usize, out: &mut Vec<Record>| -> bool {
-            for r in list {
-                let len = r.len(dnssec);
-                if len > *budget {
-                    return false;
-                }
-                *budget -= len;
-                out.extend(r.records.iter().cloned());
-                if dnssec {
-                    out.extend(r.rrsigs.iter().cloned());
-                }
-            }
-            true
-        };
-        let (mut answers, mut authorities, mut additionals) = (Vec::new(), Vec::new(), Vec::new());
-        if !take(&s.answer, &mut budget, &mut answers)
-            || !take(&s.authority, &mut budget, &mut authorities)
-        {
-            truncated = true;
-        } else if !take(&s.additional, &mut budget, &mut additionals) && s.additional_required {
-            truncated = true;
-        }
+        let budget = limit.saturating_sub(12 + question + opt);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = s.rcode;
         metadata.authoritative = s.aa;
+
+        // Whole RRsets, in order: answer, authority, additional. The uncompressed size is an
+        // upper bound; only when it exceeds the limit is the exact (compressed) size measured.
+        let mut chosen: [Vec<&Arc<Rrset>>; 3] = Default::default();
+        let mut upper = 0usize;
+        let mut truncated = false;
+        let sections = [&s.answer, &s.authority, &s.additional];
+        'outer: for (i, list) in sections.iter().enumerate() {
+            for r in list.iter() {
+                let len = r.len(dnssec);
+                chosen[i].push(r);
+                if upper + len <= budget {
+                    upper += len;
+                    continue;
+                }
+                if limit < u16::MAX as usize
+                    && exact_len(request, metadata, &chosen, dnssec, edns) <= limit
+                {
+                    upper += len;
+                    continue;
+                }
+                chosen[i].pop();
+                if i < 2 || s.additional_required {
+                    truncated = true;
+                    break 'outer;
+                }
+            }
+        }
+        if truncated {
+            // RFC 2181 9: a truncated answer carries no partial sections after the cut
+            chosen[2].clear();
+        }
+        let [answers, authorities, additionals] = chosen.map(|l| flatten(&l, dnssec));
         metadata.truncation = truncated;
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(e) = edns {
@@ -333,6 +343,43 @@ impl DnsHandler {
     }
 }
 
+fn flatten(list: &[&Arc<Rrset>], dnssec: bool) -> Vec<Record> {
+    let mut out = Vec::new();
+    for r in list {
+        out.extend(r.records.iter().cloned());
+        if dnssec {
+            out.extend(r.rrsigs.iter().cloned());
+        }
+    }
+    out
+}
+
+/// The exact encoded size of a response made of these RRsets (name compression included).
+fn exact_len(
+    request: &Request,
+    metadata: Metadata,
+    chosen: &[Vec<&Arc<Rrset>>; 3],
+    dnssec: bool,
+    edns: Option<&Edns>,
+) -> usize {
+    let [a, n, d] = [
+        flatten(&chosen[0], dnssec),
+        flatten(&chosen[1], dnssec),
+        flatten(&chosen[2], dnssec),
+    ];
+    let mut builder = MessageResponseBuilder::new(&request.queries, None);
+    if let Some(e) = edns {
+        builder.edns(e);
+    }
+    let response = builder.build(metadata, a.iter(), n.iter(), std::iter::empty(), d.iter());
+    let mut buf = Vec::with_capacity(2048);
+    let mut enc = BinEncoder::new(&mut buf);
+    match response.destructive_emit(&mut enc) {
+        Ok(_) => buf.len(),
+        Err(_) => usize::MAX,
+    }
+}
+
 /// Sends one message of a zone transfer; false when the transfer must stop.
 async fn send_records<R: ResponseHandler>(
     request: &Metadata,
@@ -373,7 +420,14 @@ async fn send_records<R: ResponseHandler>(
 }
 
 /// Turns a zone lookup into response sections.
-fn build_sections<'z>(zone: &'z Zone, qname: &Name, qtype: RecordType) -> Sections<'z> {
+/// Without the DO bit, NSEC and DS records are left out of negative answers and referrals
+/// (RFC 4035 3.1.3, 3.1.4).
+fn build_sections<'z>(
+    zone: &'z Zone,
+    qname: &Name,
+    qtype: RecordType,
+    dnssec: bool,
+) -> Sections<'z> {
     let soa = zone.soa();
     let mut s = Sections::empty(ResponseCode::NoError);
     s.aa = true;
@@ -381,18 +435,24 @@ fn build_sections<'z>(zone: &'z Zone, qname: &Name, qtype: RecordType) -> Sectio
         Lookup::Answer { answers } => s.answer = answers,
         Lookup::NoData { nsecs } => {
             s.authority.extend(soa);
-            s.authority.extend(nsecs);
+            if dnssec {
+                s.authority.extend(nsecs);
+            }
         }
         Lookup::NxDomain { nsecs } => {
             s.rcode = ResponseCode::NXDomain;
             s.authority.extend(soa);
-            s.authority.extend(nsecs);
+            if dnssec {
+                s.authority.extend(nsecs);
+            }
         }
         Lookup::Referral { ns, ds, nsec, glue } => {
             s.aa = false;
             s.authority.push(ns);
-            s.authority.extend(ds);
-            s.authority.extend(nsec);
+            if dnssec {
+                s.authority.extend(ds);
+                s.authority.extend(nsec);
+            }
             s.additional_required = !glue.is_empty();
             s.additional = glue;
         }
