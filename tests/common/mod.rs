@@ -177,6 +177,7 @@ impl Drop for Server {
 pub fn make_query(name: &str, rtype: RecordType, dnssec: bool, bufsize: Option<u16>) -> Message {
     let mut m = Message::new(rand_id(), MessageType::Query, OpCode::Query);
     m.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    m.metadata.recursion_desired = true;
     if let Some(size) = bufsize {
         let mut e = Edns::new();
         e.set_max_payload(size);
