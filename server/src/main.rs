@@ -292,8 +292,8 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::List => {
             println!(
-                "{:<28} {:<4} {:>3} {:>6}  {:<8} {}",
-                "ZONE", "ROLE", "ALG", "TAG", "STATE", "CREATED"
+                "{:<28} {:<4} {:>3} {:>6}  {:<8} CREATED (unix)",
+                "ZONE", "ROLE", "ALG", "TAG", "STATE"
             );
             let mut zones = vec![config.zone_name()?];
             zones.extend(config.partition_names()?);
@@ -349,7 +349,7 @@ fn parse_tlsa(s: &str) -> anyhow::Result<TLSA> {
         bail!("TLSA must be \"usage selector matching hex\": {s}");
     }
     let hex: String = f[3..].concat();
-    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("TLSA data must be hex: {s}");
     }
     let data = (0..hex.len())

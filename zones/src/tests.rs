@@ -165,3 +165,44 @@ proptest! {
         }
     }
 }
+
+/// Counts signatures asked for.
+struct CountingSigner(std::sync::atomic::AtomicUsize);
+impl RrsetSigner for CountingSigner {
+    fn sign(&self, _: &Rrset) -> Result<Vec<Record>, String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn one_change_costs_the_same_at_any_zone_size() {
+    for size in [10usize, 10_000] {
+        let counter = CountingSigner(Default::default());
+        let z = zone();
+        let changes: Vec<Change> = (0..size).map(|i| a(&format!("h{i}.mx.example."))).collect();
+        let z = z.apply(changes, &counter).unwrap();
+        counter.0.store(0, std::sync::atomic::Ordering::Relaxed);
+        let z2 = z
+            .apply(
+                vec![
+                    a("h5x.mx.example."),
+                    Change::Put(
+                        Rrset::new(n("mx.example."), 3600, vec![RData::SOA(soa(2))]).unwrap(),
+                    ),
+                ],
+                &counter,
+            )
+            .unwrap();
+        // the new A, its NSEC, the predecessor's NSEC, the SOA
+        assert_eq!(
+            counter.0.load(std::sync::atomic::Ordering::Relaxed),
+            4,
+            "zone of {size}"
+        );
+        check_chain(&z2);
+        // the old snapshot is untouched (readers holding it see the zone before the change)
+        assert!(z.nodes.get(&n("h5x.mx.example.")).is_none());
+        assert_eq!(z.nodes.len() + 1, z2.nodes.len());
+    }
+}

@@ -92,11 +92,11 @@ pub enum Change {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ZoneError {
     #[error("{0} is not inside zone {1}")]
-    OutOfZone(Name, Name),
+    OutOfZone(String, String),
     #[error("wildcard owner names are not served: {0}")]
-    Wildcard(Name),
+    Wildcard(String),
     #[error("{0} is not allowed here: {1}")]
-    NotAllowed(Name, &'static str),
+    NotAllowed(String, &'static str),
     #[error("signing failed: {0}")]
     Signing(String),
 }
@@ -186,10 +186,10 @@ impl Zone {
                 Change::Delete(n, _) | Change::DeleteName(n) | Change::Resign(n, _) => n.clone(),
             };
             if !z.origin.zone_of(&name) {
-                return Err(ZoneError::OutOfZone(name, z.origin.clone()));
+                return Err(ZoneError::OutOfZone(name.to_ascii(), z.origin.to_ascii()));
             }
             if name.is_wildcard() {
-                return Err(ZoneError::Wildcard(name));
+                return Err(ZoneError::Wildcard(name.to_ascii()));
             }
             let below_cut = z.cut_above(&name).filter(|c| *c != name).is_some();
             if below_cut {
@@ -198,7 +198,7 @@ impl Zone {
                     Change::Put(r) => {
                         if !matches!(r.rtype, RecordType::A | RecordType::AAAA) {
                             return Err(ZoneError::NotAllowed(
-                                name,
+                                name.to_ascii(),
                                 "only A/AAAA glue below a zone cut",
                             ));
                         }
@@ -235,7 +235,7 @@ impl Zone {
                     }
                     if matches!(rtype, RecordType::NSEC | RecordType::RRSIG) {
                         return Err(ZoneError::NotAllowed(
-                            name,
+                            name.to_ascii(),
                             "NSEC and RRSIG are made by the signer",
                         ));
                     }
