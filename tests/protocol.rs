@@ -291,3 +291,51 @@ fn data_survives_restart_and_sigterm_is_clean() {
     }
     assert!(!s.log().contains("PRIVATE"), "no key material in the log");
 }
+
+#[test]
+fn environment_ipv6_listeners_and_health() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let api = free_port();
+    let mut child = std::process::Command::new(BIN)
+        .arg("serve")
+        .env("MXDNS_DATA_DIR", dir.path().join("d"))
+        .env("MXDNS_DNS_LISTEN", format!("[::1]:{port},127.0.0.1:{port}"))
+        .env("MXDNS_API_LISTEN", format!("127.0.0.1:{api}"))
+        .env("MXDNS_PARTITIONS", "o-v1,o-v2")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let v4: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut ok = false;
+    for _ in 0..200 {
+        if query_udp(v6, "o-v2.mx.example.", RecordType::SOA, false, 1232)
+            .is_ok_and(|m| !m.answers.is_empty())
+        {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let v4_answer = query_udp(v4, "o-v1.mx.example.", RecordType::SOA, false, 1232);
+    let mut health = String::new();
+    if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", api)) {
+        let _ = c.write_all(b"GET /v1/health HTTP/1.0\r\nHost: x\r\n\r\n");
+        let _ = c.read_to_string(&mut health);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ok,
+        "answers on [::1] for the second partition from MXDNS_PARTITIONS"
+    );
+    assert!(!v4_answer.unwrap().answers.is_empty());
+    assert!(
+        health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
+        "{health}"
+    );
+    assert!(health.contains("\"o-v2.mx.example.\""), "{health}");
+    assert!(dir.path().join("d/mxdns.sqlite3").exists());
+}

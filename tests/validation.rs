@@ -263,3 +263,32 @@ fn large_zone_transfers_in_many_messages_and_changes_are_incremental() {
     // new A, its NSEC, the predecessor's NSEC, and the SOA
     assert_eq!(new_sigs, 4, "only the touched RRsets are signed again");
 }
+
+#[test]
+fn ed25519_zones_validate_too() {
+    let server = Server::start("algorithm = 15\n");
+    server.cmd(&[
+        "host",
+        "add",
+        "contoso-com.o-v1.mx.example",
+        "--a",
+        "192.0.2.25",
+    ]);
+    server.wait_for("contoso-com.o-v1.mx.example.", RecordType::A, 10, |m| {
+        !m.answers.is_empty()
+    });
+    for zone in ["mx.example.", "o-v1.mx.example."] {
+        let (recs, _) = axfr(server.dns, zone);
+        let keys = check_zone(&Name::from_str(zone).unwrap(), &recs);
+        assert!(keys
+            .iter()
+            .all(|k| u8::from(hickory_proto::dnssec::PublicKey::algorithm(k.public_key())) == 15));
+    }
+    let list = server.cmd(&["keys", "list"]);
+    assert!(
+        list.lines()
+            .skip(1)
+            .all(|l| l.split_whitespace().nth(2) == Some("15")),
+        "{list}"
+    );
+}

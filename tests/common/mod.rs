@@ -194,7 +194,11 @@ fn rand_id() -> u16 {
 
 /// Sends raw bytes over UDP and returns the raw answer.
 pub fn udp_raw(server: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    let sock = UdpSocket::bind(if server.is_ipv6() {
+        "[::1]:0"
+    } else {
+        "127.0.0.1:0"
+    })?;
     sock.set_read_timeout(Some(Duration::from_secs(2)))?;
     sock.send_to(bytes, server)?;
     let mut buf = vec![0u8; 65535];
