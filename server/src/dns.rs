@@ -205,7 +205,7 @@ impl DnsHandler {
             // RFC 2181 9: a truncated answer carries no partial sections after the cut
             chosen[2].clear();
         }
-        let [answers, authorities, additionals] = chosen.map(|l| flatten(&l, dnssec));
+        let [answers, authorities, additionals] = &chosen;
         metadata.truncation = truncated;
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(e) = edns {
@@ -213,10 +213,10 @@ impl DnsHandler {
         }
         let response = builder.build(
             metadata,
-            answers.iter(),
-            authorities.iter(),
+            records(answers, dnssec),
+            records(authorities, dnssec),
             std::iter::empty(),
-            additionals.iter(),
+            records(additionals, dnssec),
         );
         match handle.send_response(response).await {
             Ok(info) => info,
@@ -343,15 +343,15 @@ impl DnsHandler {
     }
 }
 
-fn flatten(list: &[&Arc<Rrset>], dnssec: bool) -> Vec<Record> {
-    let mut out = Vec::new();
-    for r in list {
-        out.extend(r.records.iter().cloned());
-        if dnssec {
-            out.extend(r.rrsigs.iter().cloned());
-        }
-    }
-    out
+/// The records of whole RRsets (with their RRSIGs when `dnssec`), borrowed from the snapshot.
+fn records<'a>(
+    list: &'a [&'a Arc<Rrset>],
+    dnssec: bool,
+) -> impl Iterator<Item = &'a Record> + Send + 'a {
+    list.iter().flat_map(move |r| {
+        let sigs: &[Record] = if dnssec { &r.rrsigs } else { &[] };
+        r.records.iter().chain(sigs.iter())
+    })
 }
 
 /// The exact encoded size of a response made of these RRsets (name compression included).
@@ -362,16 +362,18 @@ fn exact_len(
     dnssec: bool,
     edns: Option<&Edns>,
 ) -> usize {
-    let [a, n, d] = [
-        flatten(&chosen[0], dnssec),
-        flatten(&chosen[1], dnssec),
-        flatten(&chosen[2], dnssec),
-    ];
+    let [a, n, d] = chosen;
     let mut builder = MessageResponseBuilder::new(&request.queries, None);
     if let Some(e) = edns {
         builder.edns(e);
     }
-    let response = builder.build(metadata, a.iter(), n.iter(), std::iter::empty(), d.iter());
+    let response = builder.build(
+        metadata,
+        records(a, dnssec),
+        records(n, dnssec),
+        std::iter::empty(),
+        records(d, dnssec),
+    );
     let mut buf = Vec::with_capacity(2048);
     let mut enc = BinEncoder::new(&mut buf);
     match response.destructive_emit(&mut enc) {
