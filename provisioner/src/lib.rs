@@ -1,5 +1,7 @@
-//! Provisioning for mxdns: the SQLite store of record and (later) the tenant use cases.
+//! Provisioning for mxdns: the SQLite store of record and the tenant use cases.
 
+pub mod certs;
+pub mod mxtoken;
 pub mod store;
 
 pub use store::{Batch, BatchOp, KeyRow, Store, StoreError, StoredRrset};

@@ -1,0 +1,1 @@
+//! Fleet certificates → TLSA data (to be written).

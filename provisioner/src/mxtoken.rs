@@ -1,0 +1,1 @@
+//! Domain names → MX host tokens (to be written).
