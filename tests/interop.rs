@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 use hickory_proto::op::ResponseCode;
@@ -13,70 +12,6 @@ use hickory_proto::rr::{RData, RecordType};
 
 const HOST: &str = "contoso-com.o-v1.mx.example.";
 const TLSA_NAME: &str = "_25._tcp.contoso-com.o-v1.mx.example.";
-
-/// An Unbound validating resolver, stub zones pointing at our server, trust anchor = our DS.
-pub struct Unbound {
-    child: Child,
-    pub addr: std::net::SocketAddr,
-    dir: tempfile::TempDir,
-}
-
-impl Unbound {
-    pub fn start(server: &Server, anchor_ds: &str) -> Self {
-        let unbound = which("unbound");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        std::fs::write(dir.path().join("anchor.ds"), anchor_ds).unwrap();
-        let d = dir.path().display();
-        let conf = format!(
-            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  use-syslog: no\n  logfile: \"\"\n  \
-             username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
-             trust-anchor-file: \"{d}/anchor.ds\"\n  do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  \
-             module-config: \"validator iterator\"\n  val-log-level: 2\n  verbosity: 1\n  num-threads: 1\n  \
-             so-reuseport: no\n  qname-minimisation: no\n  root-hints: \"\"\n\
-             remote-control:\n  control-enable: no\n\
-             stub-zone:\n  name: \"mx.example.\"\n  stub-addr: {dns}\n\
-             stub-zone:\n  name: \"o-v1.mx.example.\"\n  stub-addr: {dns}\n",
-            dns = format!("{}@{}", server.dns.ip(), server.dns.port()),
-        );
-        std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("unbound.log")).unwrap();
-        let child = Command::new(unbound)
-            .arg("-d")
-            .arg("-c")
-            .arg(dir.path().join("unbound.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let u = Unbound {
-            child,
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while query_udp(u.addr, "mx.example.", RecordType::SOA, true, 1232).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "unbound did not start: {}",
-                u.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        u
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().unwrap();

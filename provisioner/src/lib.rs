@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod mxtoken;
+pub mod service;
 pub mod store;
 
 pub use store::{Batch, BatchOp, KeyRow, Store, StoreError, StoredRrset};

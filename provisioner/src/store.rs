@@ -19,6 +19,8 @@ use hickory_proto::serialize::binary::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+pub mod tenancy;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
@@ -65,6 +67,43 @@ const MIGRATIONS: &[&str] = &[
         zone TEXT NOT NULL,
         owner TEXT NOT NULL,
         at INTEGER NOT NULL
+     );",
+    // 2: tenants, accepted domains, partitions and their fleet certificates
+    "CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        token_sha256 BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL
+     );
+     CREATE TABLE domains (
+        domain TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        verified INTEGER NOT NULL,
+        added_at INTEGER NOT NULL,
+        mx_token TEXT UNIQUE,
+        partition TEXT,
+        dnssec INTEGER NOT NULL DEFAULT 0,
+        dane INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL
+     );
+     CREATE INDEX domains_tenant ON domains(tenant_id);
+     CREATE INDEX domains_partition ON domains(partition, dane);
+     CREATE TABLE partitions (
+        name TEXT PRIMARY KEY,
+        addresses TEXT NOT NULL,
+        host_ttl INTEGER NOT NULL
+     );
+     CREATE TABLE partition_certs (
+        partition TEXT NOT NULL REFERENCES partitions(name),
+        role TEXT NOT NULL CHECK (role IN ('current', 'next', 'issuer')),
+        position INTEGER NOT NULL,
+        pem TEXT NOT NULL,
+        usage INTEGER NOT NULL,
+        selector INTEGER NOT NULL,
+        matching INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        not_after INTEGER NOT NULL,
+        PRIMARY KEY (partition, role, position)
      );",
 ];
 
@@ -143,8 +182,13 @@ fn parse_name(s: &str) -> Result<Name> {
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with_timeout(path, Duration::from_secs(10))
+    }
+
+    /// Opens with a given busy timeout (how long a write waits for another writer).
+    pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<Self> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(busy)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -185,6 +229,11 @@ impl Store {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The connection, for the SQL of the sibling modules of the store.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     /// Registers a zone if it is not known yet.

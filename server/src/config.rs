@@ -39,6 +39,17 @@ pub struct Config {
     pub signatures: Signatures,
     /// How often the server looks for changes written by other processes (ms).
     pub follow_interval_ms: u64,
+    /// Inbound addresses of every partition's MX hosts (A/AAAA), unless `inbound` names the
+    /// partition. Seeds the database; the admin API changes them after.
+    pub inbound_addresses: Vec<IpAddr>,
+    /// Per-partition inbound addresses, e.g. `[inbound] o-v2 = ["192.0.2.26"]`.
+    pub inbound: std::collections::BTreeMap<String, Vec<IpAddr>>,
+    /// TTL of tenant MX host records (A, AAAA, TLSA).
+    pub host_ttl: u32,
+    /// Tenants' initial domains end with this suffix and are refused (DomainNotSupported).
+    pub initial_domain_suffix: Option<String>,
+    /// How long an API write waits for another writer before DnssecOperationFailed (ms).
+    pub store_busy_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -84,6 +95,14 @@ impl Default for Config {
             ttl: Ttls::default(),
             signatures: Signatures::default(),
             follow_interval_ms: 200,
+            inbound_addresses: vec![
+                IpAddr::from([192, 0, 2, 25]),
+                "2001:db8::25".parse().expect("address"),
+            ],
+            inbound: Default::default(),
+            host_ttl: 300,
+            initial_domain_suffix: Some("onmxdns.example".into()),
+            store_busy_timeout_ms: 5000,
         }
     }
 }
@@ -210,6 +229,36 @@ impl Config {
 
     pub fn axfr_networks(&self) -> anyhow::Result<Vec<Cidr>> {
         self.axfr_allow.iter().map(|s| s.parse()).collect()
+    }
+
+    /// The provisioner's settings derived from this configuration.
+    pub fn provisioner_settings(&self) -> anyhow::Result<provisioner::service::Settings> {
+        let seeds = self
+            .partitions
+            .iter()
+            .map(|p| provisioner::store::tenancy::PartitionRow {
+                name: p.trim_end_matches('.').to_ascii_lowercase(),
+                addresses: self
+                    .inbound
+                    .get(p)
+                    .unwrap_or(&self.inbound_addresses)
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                host_ttl: self.host_ttl,
+            })
+            .collect();
+        Ok(provisioner::service::Settings {
+            zone: self.zone_name()?,
+            partitions: self
+                .partitions
+                .iter()
+                .map(|p| p.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            seeds,
+            initial_domain_suffix: self.initial_domain_suffix.clone(),
+            busy_timeout: std::time::Duration::from_millis(self.store_busy_timeout_ms),
+        })
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -67,6 +67,31 @@ enum Command {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Tenants (New-Tenant): `tenant add NAME` prints the tenant id and its token.
+    Tenant {
+        #[command(subcommand)]
+        cmd: TenantCmd,
+    },
+    /// Accepted domains of tenants.
+    Domain {
+        #[command(subcommand)]
+        cmd: DomainCmd,
+    },
+    /// Enable-/Disable-DnssecForVerifiedDomain, Get-DnssecStatusForVerifiedDomain.
+    Dnssec {
+        #[command(subcommand)]
+        cmd: DnssecCmd,
+    },
+    /// Enable-/Disable-SmtpDaneInbound.
+    Dane {
+        #[command(subcommand)]
+        cmd: DaneCmd,
+    },
+    /// Partitions: inbound addresses and fleet certificates.
+    Partition {
+        #[command(subcommand)]
+        cmd: PartitionCmd,
+    },
     /// Add or remove tenant hosts directly in the store (tests, benchmarks, operators).
     Host {
         #[command(subcommand)]
@@ -96,6 +121,57 @@ enum KeysCmd {
     },
     /// List every key: zone, role, algorithm, key tag, state.
     List,
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    Add { name: String },
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Add an accepted domain to a tenant.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        domain: String,
+        /// Add it as not (yet) verified.
+        #[arg(long)]
+        unverified: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnssecCmd {
+    Enable { domain: String },
+    Disable { domain: String },
+    Status { domain: String },
+}
+
+#[derive(Subcommand)]
+enum DaneCmd {
+    Enable { domain: String },
+    Disable { domain: String },
+}
+
+#[derive(Subcommand)]
+enum PartitionCmd {
+    /// Set the fleet certificates of a partition from PEM files.
+    Certificates {
+        partition: String,
+        #[arg(long)]
+        current: PathBuf,
+        #[arg(long)]
+        next: Option<PathBuf>,
+        #[arg(long = "issuer")]
+        issuers: Vec<PathBuf>,
+    },
+    /// Set the inbound addresses of a partition.
+    Addresses {
+        partition: String,
+        #[arg(required = true)]
+        addresses: Vec<std::net::IpAddr>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +246,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Keys { cmd } => keys_cmd(config, cmd),
         Command::Host { cmd } => host_cmd(config, cmd),
+        Command::Tenant { cmd } => provision_cmd(config, Provision::Tenant(cmd)),
+        Command::Domain { cmd } => provision_cmd(config, Provision::Domain(cmd)),
+        Command::Dnssec { cmd } => provision_cmd(config, Provision::Dnssec(cmd)),
+        Command::Dane { cmd } => provision_cmd(config, Provision::Dane(cmd)),
+        Command::Partition { cmd } => provision_cmd(config, Provision::Partition(cmd)),
     }
 }
 
@@ -206,7 +287,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .with_context(|| format!("binding HTTP {}", config.api_listen))?;
         tracing::info!(addr = %config.api_listen, "HTTP API listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let http = tokio::spawn(http::serve(api, mgr.clone(), stop_rx.clone()));
+        let settings = config.provisioner_settings()?;
+        let (db, dir) = (zonemgr::db_path(&config.data_dir), config.data_dir.clone());
+        let prov = tokio::task::spawn_blocking(move || {
+            provisioner::service::Provisioner::open(&db, &dir, settings)
+        })
+        .await??;
+        let app = http::App {
+            mgr: mgr.clone(),
+            prov: Arc::new(prov),
+        };
+        let http = tokio::spawn(http::serve(api, app, stop_rx.clone()));
         let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
         let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx));
 
@@ -317,6 +408,91 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+enum Provision {
+    Tenant(TenantCmd),
+    Domain(DomainCmd),
+    Dnssec(DnssecCmd),
+    Dane(DaneCmd),
+    Partition(PartitionCmd),
+}
+
+/// The provisioning commands: the same use cases and the same JSON as the HTTP API, acting as
+/// the operator. A running server serves the result within `follow_interval_ms`.
+fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
+    use provisioner::service::{Caller, Provisioner};
+    use serde_json::json;
+    zonemgr::init_data(&config, SystemClock.now())?;
+    let prov = Provisioner::open(
+        &zonemgr::db_path(&config.data_dir),
+        &config.data_dir,
+        config.provisioner_settings()?,
+    )?;
+    let admin = Caller::Admin;
+    let ok = json!({"result": "Success", "errorData": null});
+    let result = match cmd {
+        Provision::Tenant(TenantCmd::Add { name }) => prov
+            .create_tenant(&admin, &name)
+            .map(|(id, token)| json!({"tenantId": id, "token": token})),
+        Provision::Domain(DomainCmd::Add {
+            tenant,
+            domain,
+            unverified,
+        }) => prov
+            .add_domain(&admin, &tenant, &domain, !unverified)
+            .map(|s| json!(s)),
+        Provision::Dnssec(DnssecCmd::Enable { domain }) => prov
+            .enable_dnssec(&admin, &domain)
+            .map(|v| json!({"result": "Success", "dnssecMxValue": v, "errorData": null})),
+        Provision::Dnssec(DnssecCmd::Disable { domain }) => {
+            prov.disable_dnssec(&admin, &domain).map(|_| ok)
+        }
+        Provision::Dnssec(DnssecCmd::Status { domain }) => prov
+            .state(&admin, &domain)
+            .map(|s| json!({"result": "Success", "status": s, "errorData": null})),
+        Provision::Dane(DaneCmd::Enable { domain }) => {
+            prov.set_dane(&admin, &domain, true).map(|_| ok)
+        }
+        Provision::Dane(DaneCmd::Disable { domain }) => {
+            prov.set_dane(&admin, &domain, false).map(|_| ok)
+        }
+        Provision::Partition(PartitionCmd::Certificates {
+            partition,
+            current,
+            next,
+            issuers,
+        }) => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let current = read(&current)?;
+            let next = next.as_ref().map(read).transpose()?;
+            let issuers = issuers
+                .iter()
+                .map(read)
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            prov.set_certificates(&admin, &partition, &current, next.as_deref(), &issuers)
+                .map(|t| json!({"result": "Success", "tlsa": t, "errorData": null}))
+        }
+        Provision::Partition(PartitionCmd::Addresses {
+            partition,
+            addresses,
+        }) => prov
+            .set_partition(&admin, &partition, &addresses, None)
+            .map(|p| json!({"partition": p.name, "addresses": p.addresses, "hostTtl": p.host_ttl})),
+    };
+    match result {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Err(e) => {
+            let v = json!({"result": "Error", "errorData": {"errorCode": e.code, "errorDetails": e.details}});
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            std::process::exit(2);
+        }
+    }
 }
 
 /// The served zone that holds `name` (deepest match).

@@ -276,3 +276,157 @@ pub fn which(tool: &str) -> PathBuf {
         "{tool} is not installed: run the test command of README.md (it installs the validators)"
     );
 }
+
+/// A minimal HTTP/1.1 client (one request per connection): returns status and JSON body.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())),
+    )
+}
+
+/// Makes a self-signed certificate with openssl; returns (PEM, SPKI SHA-256 hex).
+pub fn make_cert(dir: &Path, name: &str, days: i32) -> (String, String) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.pem"));
+    let st = Command::new(which("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .args(["-days", &days.to_string(), "-subj", &format!("/CN={name}")])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in {} -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r",
+            crt.display()
+        ))
+        .output()
+        .unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    (std::fs::read_to_string(&crt).unwrap(), hex)
+}
+
+impl Server {
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("admin-token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+/// An Unbound validating resolver, stub zones pointing at our server, trust anchor = our DS.
+pub struct Unbound {
+    child: Child,
+    pub addr: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Unbound {
+    pub fn start(server: &Server, anchor_ds: &str) -> Self {
+        let unbound = which("unbound");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::write(dir.path().join("anchor.ds"), anchor_ds).unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  use-syslog: no\n  logfile: \"\"\n  \
+             username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
+             trust-anchor-file: \"{d}/anchor.ds\"\n  do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  \
+             module-config: \"validator iterator\"\n  val-log-level: 2\n  verbosity: 1\n  num-threads: 1\n  \
+             so-reuseport: no\n  qname-minimisation: no\n  root-hints: \"\"\n\
+             remote-control:\n  control-enable: no\n\
+             stub-zone:\n  name: \"mx.example.\"\n  stub-addr: {dns}\n\
+             stub-zone:\n  name: \"o-v1.mx.example.\"\n  stub-addr: {dns}\n",
+            dns = format!("{}@{}", server.dns.ip(), server.dns.port()),
+        );
+        std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("unbound.log")).unwrap();
+        let child = Command::new(unbound)
+            .arg("-d")
+            .arg("-c")
+            .arg(dir.path().join("unbound.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let u = Unbound {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while query_udp(u.addr, "mx.example.", RecordType::SOA, true, 1232).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "unbound did not start: {}",
+                u.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        u
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,819 @@
+//! The use cases of the provisioner, in the shape of Exchange Online's cmdlets
+//! (`Enable-DnssecForVerifiedDomain`, `Enable-SmtpDaneInbound`, their `Disable-` twins,
+//! `Get-DnssecStatusForVerifiedDomain`) plus tenants, accepted domains and partitions.
+//!
+//! Each use case is one SQLite transaction: the domain's state and the zone records it implies
+//! are committed together or not at all. The caller (HTTP layer, command line) then asks the
+//! zone manager to serve what was committed. Errors carry the reference's error codes and
+//! sentences ([`ApiError`]); the HTTP layer maps them to status codes in one place.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_proto::rr::rdata::{A, AAAA, TLSA};
+use hickory_proto::rr::{Name, RData, RecordType};
+use ring::rand::SecureRandom;
+
+use crate::store::tenancy::{self, CertRow, DomainRow, PartitionRow};
+use crate::store::{write_batch, Batch, BatchOp, Store, StoreError, StoredRrset};
+use crate::{certs, mxtoken};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator (admin token): every tenant, every domain, partitions.
+    Admin,
+    /// A tenant: only its own domains.
+    Tenant(String),
+}
+
+/// An error as the cmdlets report it: a code and a sentence, plus the HTTP status to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub details: String,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, details: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            details: details.into(),
+        }
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "A valid bearer token is required.")
+    }
+    fn forbidden() -> Self {
+        Self::new(403, "Forbidden", "This operation needs the admin token.")
+    }
+    fn invalid(code: &'static str, details: impl Into<String>) -> Self {
+        Self::new(400, code, details)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.details)
+    }
+}
+
+/// The operation named in error sentences.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    EnableDnssec,
+    DisableDnssec,
+    EnableDane,
+    DisableDane,
+}
+
+impl Op {
+    fn what(self) -> &'static str {
+        match self {
+            Op::EnableDnssec => "DNSSEC enabling",
+            Op::DisableDnssec => "DNSSEC disabling",
+            Op::EnableDane => "SMTP DANE enabling",
+            Op::DisableDane => "SMTP DANE disabling",
+        }
+    }
+    fn failed(self, why: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            409,
+            "DnssecOperationFailed",
+            format!(
+                "{} failed due to {why}. Retry the operation at a later time.",
+                self.what()
+            ),
+        )
+    }
+    fn not_found(self, domain: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "DomainNotFound",
+            format!(
+                "{} failed due to domain {domain} not found in the list of accepted domains.",
+                self.what()
+            ),
+        )
+    }
+}
+
+/// Configuration of the provisioner.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The service zone, e.g. `mx.example.`.
+    pub zone: Name,
+    /// Partition labels in configuration order (`o-v1`, ...).
+    pub partitions: Vec<String>,
+    /// Inbound addresses and host TTL per partition, to seed the database.
+    pub seeds: Vec<PartitionRow>,
+    /// Tenants' initial domains live under this suffix and are not supported (DomainNotSupported).
+    pub initial_domain_suffix: Option<String>,
+    /// How long a write waits for another writer before DnssecOperationFailed.
+    pub busy_timeout: Duration,
+}
+
+/// A domain's DNSSEC/DANE state, as `Get-DnssecStatusForVerifiedDomain` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainState {
+    pub domain: String,
+    pub verified: bool,
+    pub dnssec_enabled: bool,
+    pub smtp_dane_enabled: bool,
+    pub dnssec_mx_value: Option<String>,
+    pub partition: Option<String>,
+    pub tlsa_records: Vec<String>,
+}
+
+/// One published TLSA record in presentation form with where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsaView {
+    pub role: String,
+    pub record: String,
+    pub not_after: i64,
+}
+
+pub struct Provisioner {
+    store: Mutex<Store>,
+    settings: Settings,
+    admin_token: String,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .expect("system randomness");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn sha256(s: &str) -> Vec<u8> {
+    ring::digest::digest(&ring::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .to_vec()
+}
+
+/// Constant-time comparison of two secrets.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (sha256(a), sha256(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Reads the admin token, creating it (mode 0600) on first use.
+pub fn admin_token(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join("admin-token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = random_hex(32);
+            let tmp = path.with_extension("tmp");
+            {
+                use std::io::Write;
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create(true).truncate(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    opts.mode(0o600);
+                }
+                let mut f = opts.open(&tmp)?;
+                writeln!(f, "{token}")?;
+                f.sync_all()?;
+            }
+            // another process may have won the race: keep theirs
+            match std::fs::hard_link(&tmp, &path) {
+                Ok(()) => {
+                    std::fs::remove_file(&tmp)?;
+                    Ok(token)
+                }
+                Err(_) => {
+                    std::fs::remove_file(&tmp)?;
+                    Ok(std::fs::read_to_string(&path)?.trim().to_string())
+                }
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn db_err(op: Op) -> impl Fn(StoreError) -> ApiError {
+    move |e| {
+        tracing::warn!(error = %e, operation = op.what(), "store write failed");
+        op.failed("a storage error (the change was not made)")
+    }
+}
+
+impl Provisioner {
+    pub fn open(db: &Path, data_dir: &Path, settings: Settings) -> Result<Self, StoreError> {
+        let mut store = Store::open_with_timeout(db, settings.busy_timeout)?;
+        store.transaction(|tx| {
+            for p in &settings.seeds {
+                tenancy::seed_partition(tx, p)?;
+            }
+            Ok(())
+        })?;
+        let admin_token =
+            admin_token(data_dir).map_err(|e| StoreError::Data(format!("admin token: {e}")))?;
+        Ok(Self {
+            store: Mutex::new(store),
+            settings,
+            admin_token,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Maps a bearer token to a caller.
+    pub fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
+        if same_secret(bearer, &self.admin_token) {
+            return Ok(Caller::Admin);
+        }
+        let store = self.store.lock().expect("store lock");
+        match tenancy::tenant_by_token(store.conn(), &sha256(bearer)) {
+            Ok(Some(id)) => Ok(Caller::Tenant(id)),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+
+    /// Creates a tenant; returns its id and its token (shown once; only its hash is stored).
+    pub fn create_tenant(&self, caller: &Caller, name: &str) -> Result<(String, String), ApiError> {
+        if *caller != Caller::Admin {
+            return Err(ApiError::forbidden());
+        }
+        let name = name.trim();
+        if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "InvalidTenantName",
+                "A tenant name is 1 to 256 printable characters.",
+            ));
+        }
+        let id = format!("t-{}", random_hex(8));
+        let token = random_hex(32);
+        let mut store = self.store.lock().expect("store lock");
+        store
+            .transaction(|tx| tenancy::insert_tenant(tx, &id, name, &sha256(&token), now()))
+            .map_err(|e| {
+                ApiError::new(
+                    409,
+                    "TenantOperationFailed",
+                    format!("The tenant could not be created: {e}"),
+                )
+            })?;
+        tracing::info!(tenant = %id, "tenant created");
+        Ok((id, token))
+    }
+
+    /// Adds (or updates) an accepted domain of a tenant.
+    pub fn add_domain(
+        &self,
+        caller: &Caller,
+        tenant: &str,
+        domain: &str,
+        verified: bool,
+    ) -> Result<DomainState, ApiError> {
+        match caller {
+            Caller::Admin => {}
+            Caller::Tenant(t) if t == tenant => {}
+            Caller::Tenant(_) => {
+                return Err(ApiError::new(
+                    404,
+                    "TenantNotFound",
+                    format!("Tenant {tenant} not found."),
+                ))
+            }
+        }
+        let domain = mxtoken::normalize_domain(domain)
+            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let mut store = self.store.lock().expect("store lock");
+        let added = store
+            .transaction(|tx| {
+                if !tenancy::tenant_exists(tx, tenant)? {
+                    return Ok(None);
+                }
+                tenancy::upsert_domain(tx, &domain, tenant, verified, now()).map(Some)
+            })
+            .map_err(|e| {
+                ApiError::new(
+                    409,
+                    "DomainOperationFailed",
+                    format!("The domain could not be added: {e}"),
+                )
+            })?;
+        match added {
+            None => Err(ApiError::new(
+                404,
+                "TenantNotFound",
+                format!("Tenant {tenant} not found."),
+            )),
+            Some(false) => Err(ApiError::new(
+                409,
+                "DomainAlreadyAccepted",
+                format!("The domain {domain} is an accepted domain of another tenant."),
+            )),
+            Some(true) => {
+                drop(store);
+                self.state(caller, &domain)
+            }
+        }
+    }
+
+    /// The domain row if `caller` may act on it; other tenants' domains do not exist for them.
+    fn domain_for(
+        &self,
+        store: &Store,
+        caller: &Caller,
+        domain: &str,
+        op: Op,
+    ) -> Result<DomainRow, ApiError> {
+        let row = tenancy::get_domain(store.conn(), domain).map_err(db_err(op))?;
+        match row {
+            Some(d)
+                if *caller == Caller::Admin || *caller == Caller::Tenant(d.tenant_id.clone()) =>
+            {
+                Ok(d)
+            }
+            _ => Err(op.not_found(domain)),
+        }
+    }
+
+    fn check_supported(&self, domain: &str) -> Result<(), ApiError> {
+        if let Some(suffix) = &self.settings.initial_domain_suffix {
+            let suffix = suffix.trim_end_matches('.').to_ascii_lowercase();
+            if domain == suffix || domain.ends_with(&format!(".{suffix}")) {
+                return Err(ApiError::invalid(
+                    "DomainNotSupported",
+                    format!("The specified domain is an initial domain: {domain}. Use a domain that does not end with '{suffix}'."),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn partition_zone(&self, partition: &str) -> Name {
+        Name::from_ascii(partition)
+            .expect("partition labels are validated")
+            .append_domain(&self.settings.zone)
+            .expect("short")
+    }
+
+    fn host(&self, token: &str, partition: &str) -> Name {
+        Name::from_ascii(token)
+            .expect("tokens are labels")
+            .append_domain(&self.partition_zone(partition))
+            .expect("short")
+    }
+
+    /// `Enable-DnssecForVerifiedDomain`: returns the MX value (`contoso-com.o-v1.mx.example`).
+    pub fn enable_dnssec(&self, caller: &Caller, domain: &str) -> Result<String, ApiError> {
+        let op = Op::EnableDnssec;
+        let domain = mxtoken::normalize_domain(domain)
+            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let mut store = self.store.lock().expect("store lock");
+        let mut row = self.domain_for(&store, caller, &domain, op)?;
+        self.check_supported(&domain)?;
+        if !row.verified {
+            return Err(ApiError::new(
+                404,
+                "DomainNotFound",
+                format!("{} failed due to domain {domain} not being a verified domain of the organization.", op.what()),
+            ));
+        }
+        let host = store
+            .transaction(|tx| {
+                // the token and partition are assigned once and never change
+                if row.mx_token.is_none() {
+                    let token = mxtoken::mx_token(&domain);
+                    if tenancy::token_taken(tx, &token, &domain)? {
+                        return Err(StoreError::Data(format!("MX token {token} is taken")));
+                    }
+                    let mut best: Option<(i64, &String)> = None;
+                    for p in &self.settings.partitions {
+                        let load = tenancy::partition_load(tx, p)?;
+                        if best.is_none_or(|(l, _)| load < l) {
+                            best = Some((load, p));
+                        }
+                    }
+                    row.mx_token = Some(token);
+                    row.partition = best.map(|(_, p)| p.clone());
+                }
+                let (token, partition) = (
+                    row.mx_token.clone().unwrap_or_default(),
+                    row.partition.clone().unwrap_or_default(),
+                );
+                let p = tenancy::get_partition(tx, &partition)?.ok_or_else(|| {
+                    StoreError::Data(format!("partition {partition} is not configured"))
+                })?;
+                row.dnssec = true;
+                tenancy::update_domain_state(tx, &row, now())?;
+                let host = self.host(&token, &partition);
+                let mut ops = address_ops(&self.partition_zone(&partition), &host, &p);
+                if row.dane {
+                    ops.extend(self.tlsa_ops(tx, &partition, &host, p.host_ttl)?);
+                }
+                write_batch(tx, &Batch { ops }, now())?;
+                Ok(host)
+            })
+            .map_err(db_err(op))?;
+        let value = host.to_ascii().trim_end_matches('.').to_string();
+        tracing::info!(domain = %domain, mx = %value, "DNSSEC enabled");
+        Ok(value)
+    }
+
+    /// `Disable-DnssecForVerifiedDomain`: removes the host and its TLSA; keeps the token.
+    pub fn disable_dnssec(&self, caller: &Caller, domain: &str) -> Result<(), ApiError> {
+        let op = Op::DisableDnssec;
+        let domain = mxtoken::normalize_domain(domain)
+            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let mut store = self.store.lock().expect("store lock");
+        let mut row = self.domain_for(&store, caller, &domain, op)?;
+        self.check_supported(&domain)?;
+        store
+            .transaction(|tx| {
+                let ops = match (&row.mx_token, &row.partition) {
+                    (Some(t), Some(p)) => {
+                        let host = self.host(t, p);
+                        let zone = self.partition_zone(p);
+                        vec![
+                            BatchOp::DeleteName {
+                                zone: zone.clone(),
+                                owner: host.clone(),
+                            },
+                            BatchOp::DeleteName {
+                                zone,
+                                owner: tlsa_owner(&host),
+                            },
+                        ]
+                    }
+                    _ => Vec::new(),
+                };
+                row.dnssec = false;
+                row.dane = false;
+                tenancy::update_domain_state(tx, &row, now())?;
+                write_batch(tx, &Batch { ops }, now())?;
+                Ok(())
+            })
+            .map_err(db_err(op))?;
+        tracing::info!(domain = %domain, "DNSSEC disabled");
+        Ok(())
+    }
+
+    /// `Enable-SmtpDaneInbound` / `Disable-SmtpDaneInbound`.
+    pub fn set_dane(&self, caller: &Caller, domain: &str, enable: bool) -> Result<(), ApiError> {
+        let op = if enable {
+            Op::EnableDane
+        } else {
+            Op::DisableDane
+        };
+        let domain = mxtoken::normalize_domain(domain)
+            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let mut store = self.store.lock().expect("store lock");
+        let mut row = self.domain_for(&store, caller, &domain, op)?;
+        self.check_supported(&domain)?;
+        let (Some(token), Some(partition), true) =
+            (row.mx_token.clone(), row.partition.clone(), row.dnssec)
+        else {
+            return Err(ApiError::new(
+                409,
+                "PartitionNotFound",
+                format!("{} failed due to domain {domain} not having a partition (enable DNSSEC for it first).", op.what()),
+            ));
+        };
+        let host = self.host(&token, &partition);
+        let zone = self.partition_zone(&partition);
+        let result = store.transaction(|tx| {
+            let ops = if enable {
+                let p = tenancy::get_partition(tx, &partition)?.ok_or_else(|| {
+                    StoreError::Data(format!("partition {partition} is not configured"))
+                })?;
+                let ops = self.tlsa_ops(tx, &partition, &host, p.host_ttl)?;
+                if ops.is_empty() {
+                    return Ok(Err(op.failed(format!(
+                        "no fleet certificate configured for partition {partition}"
+                    ))));
+                }
+                ops
+            } else {
+                vec![BatchOp::DeleteName {
+                    zone: zone.clone(),
+                    owner: tlsa_owner(&host),
+                }]
+            };
+            row.dane = enable;
+            tenancy::update_domain_state(tx, &row, now())?;
+            write_batch(tx, &Batch { ops }, now())?;
+            Ok(Ok(()))
+        });
+        result.map_err(db_err(op))??;
+        tracing::info!(domain = %domain, enable, "SMTP DANE changed");
+        Ok(())
+    }
+
+    /// The TLSA RRset of a host from the partition's fleet certificates (empty: none configured).
+    fn tlsa_ops(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        partition: &str,
+        host: &Name,
+        ttl: u32,
+    ) -> Result<Vec<BatchOp>, StoreError> {
+        let certs = tenancy::partition_certs(tx, partition)?;
+        if certs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = certs.iter().map(|c| RData::TLSA(tlsa(c))).collect();
+        Ok(vec![BatchOp::Put {
+            zone: self.partition_zone(partition),
+            rrset: StoredRrset {
+                owner: tlsa_owner(host),
+                rtype: RecordType::TLSA,
+                ttl,
+                data,
+            },
+        }])
+    }
+
+    /// `Get-DnssecStatusForVerifiedDomain` (state part; live DNS checks are added by the caller).
+    pub fn state(&self, caller: &Caller, domain: &str) -> Result<DomainState, ApiError> {
+        let domain = mxtoken::normalize_domain(domain)
+            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let store = self.store.lock().expect("store lock");
+        let row = tenancy::get_domain(store.conn(), &domain)
+            .map_err(|e| ApiError::new(409, "EG001", e.to_string()))?;
+        let row = match row {
+            Some(d)
+                if *caller == Caller::Admin || *caller == Caller::Tenant(d.tenant_id.clone()) =>
+            {
+                d
+            }
+            _ => {
+                return Err(ApiError::new(
+                    404,
+                    "EG001",
+                    format!("EG001: Cannot retrieve DNSSEC feature status for domain [{domain}]."),
+                ))
+            }
+        };
+        let mx = match (&row.mx_token, &row.partition) {
+            (Some(t), Some(p)) => {
+                Some(self.host(t, p).to_ascii().trim_end_matches('.').to_string())
+            }
+            _ => None,
+        };
+        let tlsa_records = match (&row.partition, row.dane && row.dnssec) {
+            (Some(p), true) => tenancy::partition_certs(store.conn(), p)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| tlsa(c).to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(DomainState {
+            domain: row.domain,
+            verified: row.verified,
+            dnssec_enabled: row.dnssec,
+            smtp_dane_enabled: row.dane && row.dnssec,
+            dnssec_mx_value: mx,
+            partition: row.partition,
+            tlsa_records,
+        })
+    }
+
+    /// Sets a partition's fleet certificates and rewrites the TLSA RRset of every DANE host in
+    /// it, in one transaction. Input that is not a currently valid certificate changes nothing.
+    pub fn set_certificates(
+        &self,
+        caller: &Caller,
+        partition: &str,
+        current: &str,
+        next: Option<&str>,
+        issuers: &[String],
+    ) -> Result<Vec<TlsaView>, ApiError> {
+        if *caller != Caller::Admin {
+            return Err(ApiError::forbidden());
+        }
+        self.known_partition(partition)?;
+        let t = now();
+        let parse = |role: &str, pem: &str| {
+            certs::parse_certificate_pem(pem, t).map_err(|e| {
+                ApiError::invalid(
+                    "InvalidCertificate",
+                    format!("The {role} certificate is not usable: {e}."),
+                )
+            })
+        };
+        let mut rows = Vec::new();
+        let mut push = |role: &str, position: u32, usage: u8, info: certs::CertInfo, pem: &str| {
+            rows.push(CertRow {
+                role: role.into(),
+                position,
+                pem: pem.into(),
+                usage,
+                selector: 1,
+                matching: 1,
+                data: info.spki_sha256.to_vec(),
+                not_after: info.not_after,
+            })
+        };
+        push("current", 0, 3, parse("current", current)?, current);
+        if let Some(n) = next {
+            push("next", 0, 3, parse("next", n)?, n);
+        }
+        for (i, pem) in issuers.iter().enumerate() {
+            push(
+                "issuer",
+                i as u32,
+                2,
+                parse(&format!("issuer {}", i + 1), pem)?,
+                pem,
+            );
+        }
+        let zone = self.partition_zone(partition);
+        let mut store = self.store.lock().expect("store lock");
+        store
+            .transaction(|tx| {
+                tenancy::replace_partition_certs(tx, partition, &rows)?;
+                let ttl = tenancy::get_partition(tx, partition)?.map_or(300, |p| p.host_ttl);
+                let data: Vec<RData> = rows.iter().map(|c| RData::TLSA(tlsa(c))).collect();
+                let ops = tenancy::enabled_domains(tx, partition, true)?
+                    .into_iter()
+                    .filter_map(|d| d.mx_token)
+                    .map(|token| BatchOp::Put {
+                        zone: zone.clone(),
+                        rrset: StoredRrset {
+                            owner: tlsa_owner(&self.host(&token, partition)),
+                            rtype: RecordType::TLSA,
+                            ttl,
+                            data: data.clone(),
+                        },
+                    })
+                    .collect();
+                write_batch(tx, &Batch { ops }, t)?;
+                Ok(())
+            })
+            .map_err(|e| ApiError::new(409, "DnssecOperationFailed", format!("The certificates could not be stored: {e}. Retry the operation at a later time.")))?;
+        tracing::info!(partition, records = rows.len(), "fleet certificates set");
+        Ok(rows
+            .iter()
+            .map(|c| TlsaView {
+                role: c.role.clone(),
+                record: tlsa(c).to_string(),
+                not_after: c.not_after,
+            })
+            .collect())
+    }
+
+    fn known_partition(&self, partition: &str) -> Result<(), ApiError> {
+        if self.settings.partitions.iter().any(|p| p == partition) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                404,
+                "PartitionNotFound",
+                format!("Partition {partition} is not configured."),
+            ))
+        }
+    }
+
+    /// Sets a partition's inbound addresses (and host TTL) and rewrites A/AAAA of its hosts.
+    pub fn set_partition(
+        &self,
+        caller: &Caller,
+        partition: &str,
+        addresses: &[std::net::IpAddr],
+        host_ttl: Option<u32>,
+    ) -> Result<PartitionRow, ApiError> {
+        if *caller != Caller::Admin {
+            return Err(ApiError::forbidden());
+        }
+        self.known_partition(partition)?;
+        if addresses.is_empty() {
+            return Err(ApiError::invalid(
+                "InvalidAddresses",
+                "A partition needs at least one inbound address.",
+            ));
+        }
+        let zone = self.partition_zone(partition);
+        let mut store = self.store.lock().expect("store lock");
+        store
+            .transaction(|tx| {
+                let old = tenancy::get_partition(tx, partition)?;
+                let p = PartitionRow {
+                    name: partition.into(),
+                    addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                    host_ttl: host_ttl.or(old.map(|o| o.host_ttl)).unwrap_or(300),
+                };
+                tenancy::set_partition(tx, &p)?;
+                let mut ops = Vec::new();
+                for d in tenancy::enabled_domains(tx, partition, false)? {
+                    if let Some(token) = d.mx_token {
+                        ops.extend(address_ops(&zone, &self.host(&token, partition), &p));
+                    }
+                }
+                write_batch(tx, &Batch { ops }, now())?;
+                Ok(p)
+            })
+            .map_err(|e| ApiError::new(409, "DnssecOperationFailed", format!("The partition could not be changed: {e}. Retry the operation at a later time.")))
+    }
+
+    pub fn partition(
+        &self,
+        caller: &Caller,
+        partition: &str,
+    ) -> Result<(PartitionRow, Vec<TlsaView>), ApiError> {
+        if *caller != Caller::Admin {
+            return Err(ApiError::forbidden());
+        }
+        self.known_partition(partition)?;
+        let store = self.store.lock().expect("store lock");
+        let p = tenancy::get_partition(store.conn(), partition)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "PartitionNotFound",
+                    format!("Partition {partition} is not configured."),
+                )
+            })?;
+        let certs = tenancy::partition_certs(store.conn(), partition).unwrap_or_default();
+        Ok((
+            p,
+            certs
+                .iter()
+                .map(|c| TlsaView {
+                    role: c.role.clone(),
+                    record: tlsa(c).to_string(),
+                    not_after: c.not_after,
+                })
+                .collect(),
+        ))
+    }
+}
+
+fn tlsa_owner(host: &Name) -> Name {
+    Name::from_ascii("_25._tcp")
+        .expect("labels")
+        .append_domain(host)
+        .expect("short")
+}
+
+fn tlsa(c: &CertRow) -> TLSA {
+    TLSA::new(
+        CertUsage::from(c.usage),
+        Selector::from(c.selector),
+        Matching::from(c.matching),
+        c.data.clone(),
+    )
+}
+
+/// A and AAAA of a host from the partition's inbound addresses (deleting a family it lacks).
+fn address_ops(zone: &Name, host: &Name, p: &PartitionRow) -> Vec<BatchOp> {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for a in &p.addresses {
+        match a.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(x)) => v4.push(RData::A(A(x))),
+            Ok(std::net::IpAddr::V6(x)) => v6.push(RData::AAAA(AAAA(x))),
+            Err(_) => {}
+        }
+    }
+    let mut ops = Vec::new();
+    for (rtype, data) in [(RecordType::A, v4), (RecordType::AAAA, v6)] {
+        ops.push(if data.is_empty() {
+            BatchOp::Delete {
+                zone: zone.clone(),
+                owner: host.clone(),
+                rtype,
+            }
+        } else {
+            BatchOp::Put {
+                zone: zone.clone(),
+                rrset: StoredRrset {
+                    owner: host.clone(),
+                    rtype,
+                    ttl: p.host_ttl,
+                    data,
+                },
+            }
+        });
+    }
+    ops
+}

@@ -1,0 +1,230 @@
+//! SQL for tenants, accepted domains and partitions (part of the store module).
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::Result;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRow {
+    pub domain: String,
+    pub tenant_id: String,
+    pub verified: bool,
+    pub mx_token: Option<String>,
+    pub partition: Option<String>,
+    pub dnssec: bool,
+    pub dane: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRow {
+    pub name: String,
+    /// Inbound addresses, comma separated in the table.
+    pub addresses: Vec<String>,
+    pub host_ttl: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    pub role: String,
+    pub position: u32,
+    pub pem: String,
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: Vec<u8>,
+    pub not_after: i64,
+}
+
+pub fn insert_tenant(
+    c: &Connection,
+    id: &str,
+    name: &str,
+    token_sha256: &[u8],
+    now: i64,
+) -> Result<()> {
+    c.execute(
+        "INSERT INTO tenants(id, name, token_sha256, created_at) VALUES(?1, ?2, ?3, ?4)",
+        params![id, name, token_sha256, now],
+    )?;
+    Ok(())
+}
+
+pub fn tenant_by_token(c: &Connection, token_sha256: &[u8]) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT id FROM tenants WHERE token_sha256=?1",
+        [token_sha256],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
+pub fn tenant_exists(c: &Connection, id: &str) -> Result<bool> {
+    Ok(
+        c.query_row("SELECT 1 FROM tenants WHERE id=?1", [id], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
+}
+
+fn domain_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
+    Ok(DomainRow {
+        domain: r.get(0)?,
+        tenant_id: r.get(1)?,
+        verified: r.get(2)?,
+        mx_token: r.get(3)?,
+        partition: r.get(4)?,
+        dnssec: r.get(5)?,
+        dane: r.get(6)?,
+    })
+}
+
+const DOMAIN_COLS: &str = "domain, tenant_id, verified, mx_token, partition, dnssec, dane";
+
+pub fn get_domain(c: &Connection, domain: &str) -> Result<Option<DomainRow>> {
+    Ok(c.query_row(
+        &format!("SELECT {DOMAIN_COLS} FROM domains WHERE domain=?1"),
+        [domain],
+        domain_from_row,
+    )
+    .optional()?)
+}
+
+/// Adds an accepted domain, or updates `verified` if the tenant already has it. Returns false
+/// when another tenant holds the domain.
+pub fn upsert_domain(
+    c: &Connection,
+    domain: &str,
+    tenant: &str,
+    verified: bool,
+    now: i64,
+) -> Result<bool> {
+    match get_domain(c, domain)? {
+        Some(d) if d.tenant_id != tenant => Ok(false),
+        Some(_) => {
+            c.execute(
+                "UPDATE domains SET verified=?2, updated_at=?3 WHERE domain=?1",
+                params![domain, verified, now],
+            )?;
+            Ok(true)
+        }
+        None => {
+            c.execute(
+                "INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?4)",
+                params![domain, tenant, verified, now],
+            )?;
+            Ok(true)
+        }
+    }
+}
+
+pub fn update_domain_state(c: &Connection, d: &DomainRow, now: i64) -> Result<()> {
+    c.execute(
+        "UPDATE domains SET mx_token=?2, partition=?3, dnssec=?4, dane=?5, updated_at=?6 WHERE domain=?1",
+        params![d.domain, d.mx_token, d.partition, d.dnssec, d.dane, now],
+    )?;
+    Ok(())
+}
+
+/// True when `token` is assigned to a domain other than `domain`.
+pub fn token_taken(c: &Connection, token: &str, domain: &str) -> Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM domains WHERE mx_token=?1 AND domain<>?2",
+        [token, domain],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// Domains with DNSSEC enabled in a partition (only those with DANE when `dane_only`).
+pub fn enabled_domains(c: &Connection, partition: &str, dane_only: bool) -> Result<Vec<DomainRow>> {
+    let sql = format!(
+        "SELECT {DOMAIN_COLS} FROM domains WHERE partition=?1 AND dnssec=1 {}",
+        if dane_only { "AND dane=1" } else { "" }
+    );
+    let mut st = c.prepare(&sql)?;
+    let rows = st.query_map([partition], domain_from_row)?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+/// Number of DNSSEC-enabled domains per partition name.
+pub fn partition_load(c: &Connection, partition: &str) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM domains WHERE partition=?1 AND dnssec=1",
+        [partition],
+        |r| r.get(0),
+    )?)
+}
+
+pub fn get_partition(c: &Connection, name: &str) -> Result<Option<PartitionRow>> {
+    Ok(c.query_row(
+        "SELECT name, addresses, host_ttl FROM partitions WHERE name=?1",
+        [name],
+        |r| {
+            let addrs: String = r.get(1)?;
+            Ok(PartitionRow {
+                name: r.get(0)?,
+                addresses: addrs
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                host_ttl: r.get(2)?,
+            })
+        },
+    )
+    .optional()?)
+}
+
+/// Creates the partition if it does not exist (configuration seeds; the database wins after).
+pub fn seed_partition(c: &Connection, p: &PartitionRow) -> Result<()> {
+    c.execute(
+        "INSERT INTO partitions(name, addresses, host_ttl) VALUES(?1, ?2, ?3) ON CONFLICT(name) DO NOTHING",
+        params![p.name, p.addresses.join(","), p.host_ttl],
+    )?;
+    Ok(())
+}
+
+pub fn set_partition(c: &Connection, p: &PartitionRow) -> Result<()> {
+    c.execute(
+        "INSERT INTO partitions(name, addresses, host_ttl) VALUES(?1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET addresses=excluded.addresses, host_ttl=excluded.host_ttl",
+        params![p.name, p.addresses.join(","), p.host_ttl],
+    )?;
+    Ok(())
+}
+
+pub fn partition_certs(c: &Connection, partition: &str) -> Result<Vec<CertRow>> {
+    let mut st = c.prepare(
+        "SELECT role, position, pem, usage, selector, matching, data, not_after FROM partition_certs
+         WHERE partition=?1 ORDER BY CASE role WHEN 'current' THEN 0 WHEN 'next' THEN 1 ELSE 2 END, position",
+    )?;
+    let rows = st.query_map([partition], |r| {
+        Ok(CertRow {
+            role: r.get(0)?,
+            position: r.get(1)?,
+            pem: r.get(2)?,
+            usage: r.get(3)?,
+            selector: r.get(4)?,
+            matching: r.get(5)?,
+            data: r.get(6)?,
+            not_after: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn replace_partition_certs(c: &Connection, partition: &str, certs: &[CertRow]) -> Result<()> {
+    c.execute(
+        "DELETE FROM partition_certs WHERE partition=?1",
+        [partition],
+    )?;
+    for k in certs {
+        c.execute(
+            "INSERT INTO partition_certs(partition, role, position, pem, usage, selector, matching, data, not_after)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![partition, k.role, k.position, k.pem, k.usage, k.selector, k.matching, k.data, k.not_after],
+        )?;
+    }
+    Ok(())
+}
