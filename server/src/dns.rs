@@ -22,6 +22,7 @@ use crate::zonemgr::ZoneManager;
 /// Budget of one AXFR message (bytes of records); well under 64 KiB.
 const AXFR_MESSAGE_BUDGET: usize = 16 * 1024;
 
+#[derive(Clone)]
 pub struct DnsHandler {
     pub mgr: Arc<ZoneManager>,
     pub axfr_allow: Vec<Cidr>,

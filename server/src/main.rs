@@ -16,6 +16,7 @@ use provisioner::{Batch, BatchOp, Store, StoredRrset};
 mod config;
 mod dns;
 mod http;
+mod udp;
 mod zonemgr;
 
 use config::Config;
@@ -270,15 +271,27 @@ fn serve(config: Config) -> anyhow::Result<()> {
             axfr_allow: config.axfr_networks()?,
             udp_max_payload: config.udp_max_payload,
         };
-        let mut server = hickory_server::Server::new(handler);
+        let handler = Arc::new(handler);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut server = hickory_server::Server::new((*handler).clone());
+        let mut udp_tasks = Vec::new();
+        let sockets_per_addr = match config.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         for addr in &config.dns_listen {
-            let udp = tokio::net::UdpSocket::bind(addr)
-                .await
-                .with_context(|| format!("binding UDP {addr}"))?;
+            for sock in
+                udp::bind(*addr, sockets_per_addr).with_context(|| format!("binding UDP {addr}"))?
+            {
+                udp_tasks.push(tokio::spawn(udp::serve(
+                    sock,
+                    handler.clone(),
+                    stop_rx.clone(),
+                )));
+            }
             let tcp = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding TCP {addr}"))?;
-            server.register_socket(udp);
             server.register_listener(tcp, Duration::from_secs(config.tcp_timeout), 64);
             tracing::info!(%addr, "DNS listening (UDP, TCP)");
         }
@@ -286,7 +299,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding HTTP {}", config.api_listen))?;
         tracing::info!(addr = %config.api_listen, "HTTP API listening");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let settings = config.provisioner_settings()?;
         let (db, dir) = (zonemgr::db_path(&config.data_dir), config.data_dir.clone());
         let prov = tokio::task::spawn_blocking(move || {
@@ -306,6 +318,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         let _ = server.shutdown_gracefully().await;
         let _ = tokio::join!(http, follower, refresher);
+        for t in udp_tasks {
+            let _ = t.await;
+        }
         tracing::info!("stopped");
         anyhow::Ok(())
     })
