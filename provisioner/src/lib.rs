@@ -1,6 +1,7 @@
 //! Provisioning for mxdns: the SQLite store of record and the tenant use cases.
 
 pub mod certs;
+pub mod checks;
 pub mod mxtoken;
 pub mod service;
 pub mod store;

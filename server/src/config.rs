@@ -50,6 +50,14 @@ pub struct Config {
     pub initial_domain_suffix: Option<String>,
     /// How long an API write waits for another writer before DnssecOperationFailed (ms).
     pub store_busy_timeout_ms: u64,
+    /// The validating resolver the status checks ask about a domain's MX records.
+    pub status_resolver: SocketAddr,
+    /// Extra trusted roots (PEM) for MTA-STS policy servers (system roots are used too).
+    pub status_ca_file: Option<PathBuf>,
+    /// Port of MTA-STS policy servers (443; tests use another).
+    pub mta_sts_port: u16,
+    /// Timeout of each status check query (ms).
+    pub status_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -103,6 +111,10 @@ impl Default for Config {
             host_ttl: 300,
             initial_domain_suffix: Some("onmxdns.example".into()),
             store_busy_timeout_ms: 5000,
+            status_resolver: SocketAddr::from(([127, 0, 0, 1], 53)),
+            status_ca_file: None,
+            mta_sts_port: 443,
+            status_timeout_ms: 3000,
         }
     }
 }
@@ -259,6 +271,15 @@ impl Config {
             initial_domain_suffix: self.initial_domain_suffix.clone(),
             busy_timeout: std::time::Duration::from_millis(self.store_busy_timeout_ms),
         })
+    }
+
+    pub fn check_settings(&self) -> provisioner::checks::CheckSettings {
+        provisioner::checks::CheckSettings {
+            resolver: self.status_resolver,
+            timeout: std::time::Duration::from_millis(self.status_timeout_ms),
+            ca_file: self.status_ca_file.clone(),
+            mta_sts_port: self.mta_sts_port,
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

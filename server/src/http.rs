@@ -24,6 +24,7 @@ const BODY_LIMIT: usize = 256 * 1024;
 pub struct App {
     pub mgr: Arc<ZoneManager>,
     pub prov: Arc<Provisioner>,
+    pub checks: provisioner::checks::CheckSettings,
 }
 
 pub fn router(app: App) -> Router {
@@ -260,10 +261,15 @@ async fn dnssec_status(
     headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
     let who = caller(&app, &headers)?;
-    let state = run(&app, false, move |p| p.state(&who, &domain)).await?;
-    Ok(Json(
-        json!({"result": "Success", "status": state, "errorData": null}),
-    ))
+    let checks = app.checks.clone();
+    let (state, findings) = run(&app, false, move |p| {
+        let state = p.state(&who, &domain)?;
+        let zone = p.settings().zone.to_ascii();
+        let findings = provisioner::checks::check_domain(&checks, &state.domain, state.dnssec_mx_value.as_deref(), &zone);
+        Ok((state, findings))
+    })
+    .await?;
+    Ok(Json(json!({"result": "Success", "status": state, "findings": findings, "errorData": null})))
 }
 
 #[derive(Deserialize)]

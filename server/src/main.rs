@@ -308,6 +308,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let app = http::App {
             mgr: mgr.clone(),
             prov: Arc::new(prov),
+            checks: config.check_settings(),
         };
         let http = tokio::spawn(http::serve(api, app, stop_rx.clone()));
         let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
@@ -463,9 +464,11 @@ fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
         Provision::Dnssec(DnssecCmd::Disable { domain }) => {
             prov.disable_dnssec(&admin, &domain).map(|_| ok)
         }
-        Provision::Dnssec(DnssecCmd::Status { domain }) => prov
-            .state(&admin, &domain)
-            .map(|s| json!({"result": "Success", "status": s, "errorData": null})),
+        Provision::Dnssec(DnssecCmd::Status { domain }) => prov.state(&admin, &domain).map(|s| {
+            let zone = config.zone_name().map(|z| z.to_ascii()).unwrap_or_default();
+            let findings = provisioner::checks::check_domain(&config.check_settings(), &s.domain, s.dnssec_mx_value.as_deref(), &zone);
+            json!({"result": "Success", "status": s, "findings": findings, "errorData": null})
+        }),
         Provision::Dane(DaneCmd::Enable { domain }) => {
             prov.set_dane(&admin, &domain, true).map(|_| ok)
         }
