@@ -29,7 +29,11 @@ pub struct Finding {
 }
 
 fn finding(code: &str, message: String, action: &str) -> Finding {
-    Finding { code: code.into(), message, action: action.into() }
+    Finding {
+        code: code.into(),
+        message,
+        action: action.into(),
+    }
 }
 
 /// Where and how the checks look.
@@ -61,23 +65,39 @@ fn query(s: &CheckSettings, name: &str, rtype: RecordType) -> Result<Answer, Str
     e.set_dnssec_ok(true);
     m.set_edns(e);
     let bytes = m.to_vec().map_err(|e| e.to_string())?;
-    let bind = if s.resolver.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let bind = if s.resolver.is_ipv6() {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
     let sock = UdpSocket::bind(bind).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(s.timeout)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(s.timeout))
+        .map_err(|e| e.to_string())?;
     sock.connect(s.resolver).map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; 4096];
     for _ in 0..2 {
         sock.send(&bytes).map_err(|e| e.to_string())?;
         let Ok(n) = sock.recv(&mut buf) else { continue };
-        let Ok(r) = Message::from_vec(&buf[..n]) else { continue };
+        let Ok(r) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
         if r.metadata.id != m.metadata.id {
             continue;
         }
-        let r = if r.metadata.truncation { query_tcp(s, &bytes)? } else { r };
+        let r = if r.metadata.truncation {
+            query_tcp(s, &bytes)?
+        } else {
+            r
+        };
         return Ok(Answer {
             rcode: r.metadata.response_code,
             authentic: r.metadata.authentic_data,
-            records: r.answers.into_iter().filter(|x| x.record_type() == rtype).map(|x| x.data).collect(),
+            records: r
+                .answers
+                .into_iter()
+                .filter(|x| x.record_type() == rtype)
+                .map(|x| x.data)
+                .collect(),
         });
     }
     Err("timeout".into())
@@ -85,7 +105,8 @@ fn query(s: &CheckSettings, name: &str, rtype: RecordType) -> Result<Answer, Str
 
 fn query_tcp(s: &CheckSettings, bytes: &[u8]) -> Result<Message, String> {
     let mut t = TcpStream::connect_timeout(&s.resolver, s.timeout).map_err(|e| e.to_string())?;
-    t.set_read_timeout(Some(s.timeout)).map_err(|e| e.to_string())?;
+    t.set_read_timeout(Some(s.timeout))
+        .map_err(|e| e.to_string())?;
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     t.write_all(&framed).map_err(|e| e.to_string())?;
@@ -103,12 +124,18 @@ fn rand_id() -> u16 {
 }
 
 fn same_host(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.').eq_ignore_ascii_case(b.trim_end_matches('.'))
+    a.trim_end_matches('.')
+        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 /// Runs every check for `domain`. `expected_mx` is the DNSSEC MX value (None: not enabled);
 /// `service_zone` tells which MX targets are ours.
-pub fn check_domain(s: &CheckSettings, domain: &str, expected_mx: Option<&str>, service_zone: &str) -> Vec<Finding> {
+pub fn check_domain(
+    s: &CheckSettings,
+    domain: &str,
+    expected_mx: Option<&str>,
+    service_zone: &str,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     let retry = "Retry running the cmdlet after verifying the MX record configuration for the domain. DNS propagation can take up to 48 hours for some DNS providers.";
     let review = "Review your MX records. Ensure that one MX record matches the expected record returned by Enable-DnssecForVerifiedDomain or Get-DnssecStatusForVerifiedDomain.";
@@ -119,7 +146,11 @@ pub fn check_domain(s: &CheckSettings, domain: &str, expected_mx: Option<&str>, 
             return out;
         }
         Ok(a) if a.rcode == ResponseCode::NXDomain => {
-            out.push(finding("DomainNotFound", format!("Domain [{domain}] not found."), retry));
+            out.push(finding(
+                "DomainNotFound",
+                format!("Domain [{domain}] not found."),
+                retry,
+            ));
             return out;
         }
         Ok(a) if matches!(a.rcode, ResponseCode::ServFail | ResponseCode::Refused) => {
@@ -127,7 +158,11 @@ pub fn check_domain(s: &CheckSettings, domain: &str, expected_mx: Option<&str>, 
             return out;
         }
         Ok(a) if a.rcode != ResponseCode::NoError => {
-            out.push(finding("EX010", format!("EX010: Unknown error while searching MX records for domain [{domain}]."), retry));
+            out.push(finding(
+                "EX010",
+                format!("EX010: Unknown error while searching MX records for domain [{domain}]."),
+                retry,
+            ));
             return out;
         }
         Ok(a) => a,
@@ -136,29 +171,59 @@ pub fn check_domain(s: &CheckSettings, domain: &str, expected_mx: Option<&str>, 
         .records
         .iter()
         .filter_map(|r| match r {
-            RData::MX(m) => Some((m.preference, m.exchange.to_ascii().trim_end_matches('.').to_ascii_lowercase())),
+            RData::MX(m) => Some((
+                m.preference,
+                m.exchange
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase(),
+            )),
             _ => None,
         })
         .collect();
     if mxs.is_empty() {
-        out.push(finding("EX012", format!("EX012: MX records not found for domain [{domain}]."), review));
+        out.push(finding(
+            "EX012",
+            format!("EX012: MX records not found for domain [{domain}]."),
+            review,
+        ));
     }
     match expected_mx {
-        None => out.push(finding("EX013", format!("EX013: Unknown expected MX record for domain [{domain}]."), "Enable DNSSEC for the domain (Enable-DnssecForVerifiedDomain) first.")),
+        None => out.push(finding(
+            "EX013",
+            format!("EX013: Unknown expected MX record for domain [{domain}]."),
+            "Enable DNSSEC for the domain (Enable-DnssecForVerifiedDomain) first.",
+        )),
         Some(expected) if !mxs.is_empty() => {
             match mxs.iter().find(|(_, h)| same_host(h, expected)) {
                 None => {
                     let zone = service_zone.trim_end_matches('.').to_ascii_lowercase();
                     if mxs.iter().any(|(_, h)| h.ends_with(&format!(".{zone}"))) {
-                        out.push(finding("EX002", "EX002: Value of MX record did not match the expected one.".into(), review));
+                        out.push(finding(
+                            "EX002",
+                            "EX002: Value of MX record did not match the expected one.".into(),
+                            review,
+                        ));
                     } else {
-                        out.push(finding("EX007", "EX007: MX record was not found.".into(), review));
+                        out.push(finding(
+                            "EX007",
+                            "EX007: MX record was not found.".into(),
+                            review,
+                        ));
                     }
                 }
                 Some((pref, host)) => {
-                    let others: Vec<u16> = mxs.iter().filter(|(_, h)| !same_host(h, expected)).map(|(p, _)| *p).collect();
+                    let others: Vec<u16> = mxs
+                        .iter()
+                        .filter(|(_, h)| !same_host(h, expected))
+                        .map(|(p, _)| *p)
+                        .collect();
                     if *pref != 0 {
-                        out.push(finding("EX003", "EX003: Priority of MX record did not match the expected one.".into(), set_zero));
+                        out.push(finding(
+                            "EX003",
+                            "EX003: Priority of MX record did not match the expected one.".into(),
+                            set_zero,
+                        ));
                     }
                     if others.contains(pref) {
                         out.push(finding("EX004", "EX004: There is a different MX record with same preference as the expected one.".into(), "Switch the priorities so that the expected MX is 0, validate, then delete the legacy MX record."));
@@ -172,10 +237,18 @@ pub fn check_domain(s: &CheckSettings, domain: &str, expected_mx: Option<&str>, 
                     }
                     // the expected host's address must be DNSSEC-authentic
                     let authentic = [RecordType::A, RecordType::AAAA].iter().any(|t| {
-                        query(s, host, *t).is_ok_and(|a| a.rcode == ResponseCode::NoError && a.authentic && !a.records.is_empty())
+                        query(s, host, *t).is_ok_and(|a| {
+                            a.rcode == ResponseCode::NoError && a.authentic && !a.records.is_empty()
+                        })
                     });
                     if !authentic {
-                        out.push(finding("ED003", format!("ED003: Domain [{domain}] found. No authentic MX records found."), retry));
+                        out.push(finding(
+                            "ED003",
+                            format!(
+                                "ED003: Domain [{domain}] found. No authentic MX records found."
+                            ),
+                            retry,
+                        ));
                     }
                 }
             }
@@ -188,9 +261,16 @@ pub fn check_domain(s: &CheckSettings, domain: &str, expected_mx: Option<&str>, 
 
 /// The MTA-STS part: nothing when the domain publishes no policy.
 fn check_mta_sts(s: &CheckSettings, domain: &str, expected_mx: Option<&str>) -> Vec<Finding> {
-    let Ok(txt) = query(s, &format!("_mta-sts.{domain}."), RecordType::TXT) else { return vec![] };
+    let Ok(txt) = query(s, &format!("_mta-sts.{domain}."), RecordType::TXT) else {
+        return vec![];
+    };
     let has_sts = txt.records.iter().any(|r| match r {
-        RData::TXT(t) => t.txt_data.iter().map(|d| String::from_utf8_lossy(d)).collect::<String>().starts_with("v=STSv1"),
+        RData::TXT(t) => t
+            .txt_data
+            .iter()
+            .map(|d| String::from_utf8_lossy(d))
+            .collect::<String>()
+            .starts_with("v=STSv1"),
         _ => false,
     });
     if !has_sts {
@@ -199,12 +279,15 @@ fn check_mta_sts(s: &CheckSettings, domain: &str, expected_mx: Option<&str>) -> 
     let Some(expected) = expected_mx else {
         return vec![finding("ES002", format!("ES002: No expected MX record found to compare policy with. Enable DNSSEC feature for domain [{domain}] first."), "Complete the steps of setting up inbound SMTP DANE with DNSSEC.")];
     };
-    let policy = match fetch_policy(s, domain) {
-        Ok(p) => p,
-        Err(e) => {
-            return vec![finding("ES000", format!("The MTA-STS policy of [{domain}] could not be fetched: {e}."), "Make the policy available at https://mta-sts.<domain>/.well-known/mta-sts.txt.")]
-        }
-    };
+    let policy =
+        match fetch_policy(s, domain) {
+            Ok(p) => p,
+            Err(e) => return vec![finding(
+                "ES000",
+                format!("The MTA-STS policy of [{domain}] could not be fetched: {e}."),
+                "Make the policy available at https://mta-sts.<domain>/.well-known/mta-sts.txt.",
+            )],
+        };
     let mut mode = String::new();
     let mut mx = Vec::new();
     for line in policy.lines() {
@@ -217,7 +300,9 @@ fn check_mta_sts(s: &CheckSettings, domain: &str, expected_mx: Option<&str>) -> 
         }
     }
     let matches = mx.iter().any(|p| match p.strip_prefix("*.") {
-        Some(suffix) => expected.split_once('.').is_some_and(|(_, rest)| same_host(rest, suffix)),
+        Some(suffix) => expected
+            .split_once('.')
+            .is_some_and(|(_, rest)| same_host(rest, suffix)),
         None => same_host(p, expected),
     });
     if mode == "enforce" && !matches {
@@ -240,7 +325,9 @@ fn fetch_policy(s: &CheckSettings, domain: &str) -> Result<String, String> {
         })
         .ok_or_else(|| format!("{host} has no address"))?;
     let mut roots = rustls::RootCertStore::empty();
-    let mut files = vec![std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt")];
+    let mut files = vec![std::path::PathBuf::from(
+        "/etc/ssl/certs/ca-certificates.crt",
+    )];
     files.extend(s.ca_file.clone());
     for f in files {
         if let Ok(pem) = std::fs::read(&f) {
@@ -256,16 +343,28 @@ fn fetch_policy(s: &CheckSettings, domain: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let server_name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
-    let conn = rustls::ClientConnection::new(Arc::new(config), server_name).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect_timeout(&SocketAddr::new(ip, s.mta_sts_port), s.timeout).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(s.timeout)).map_err(|e| e.to_string())?;
-    tcp.set_write_timeout(Some(s.timeout)).map_err(|e| e.to_string())?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    tls.write_all(format!("GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+    let server_name =
+        rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), server_name).map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect_timeout(&SocketAddr::new(ip, s.mta_sts_port), s.timeout)
         .map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(s.timeout))
+        .map_err(|e| e.to_string())?;
+    tcp.set_write_timeout(Some(s.timeout))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    tls.write_all(
+        format!(
+            "GET /.well-known/mta-sts.txt HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .map_err(|e| e.to_string())?;
     let mut body = Vec::new();
-    let _ = Read::by_ref(&mut tls).take(64 * 1024).read_to_end(&mut body);
+    let _ = Read::by_ref(&mut tls)
+        .take(64 * 1024)
+        .read_to_end(&mut body);
     let text = String::from_utf8_lossy(&body).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
     let status = head.split_whitespace().nth(1).unwrap_or("");

@@ -265,11 +265,18 @@ async fn dnssec_status(
     let (state, findings) = run(&app, false, move |p| {
         let state = p.state(&who, &domain)?;
         let zone = p.settings().zone.to_ascii();
-        let findings = provisioner::checks::check_domain(&checks, &state.domain, state.dnssec_mx_value.as_deref(), &zone);
+        let findings = provisioner::checks::check_domain(
+            &checks,
+            &state.domain,
+            state.dnssec_mx_value.as_deref(),
+            &zone,
+        );
         Ok((state, findings))
     })
     .await?;
-    Ok(Json(json!({"result": "Success", "status": state, "findings": findings, "errorData": null})))
+    Ok(Json(
+        json!({"result": "Success", "status": state, "findings": findings, "errorData": null}),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -466,7 +466,12 @@ fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
         }
         Provision::Dnssec(DnssecCmd::Status { domain }) => prov.state(&admin, &domain).map(|s| {
             let zone = config.zone_name().map(|z| z.to_ascii()).unwrap_or_default();
-            let findings = provisioner::checks::check_domain(&config.check_settings(), &s.domain, s.dnssec_mx_value.as_deref(), &zone);
+            let findings = provisioner::checks::check_domain(
+                &config.check_settings(),
+                &s.domain,
+                s.dnssec_mx_value.as_deref(),
+                &zone,
+            );
             json!({"result": "Success", "status": s, "findings": findings, "errorData": null})
         }),
         Provision::Dane(DaneCmd::Enable { domain }) => {

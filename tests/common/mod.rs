@@ -376,9 +376,13 @@ pub struct Unbound {
 
 impl Unbound {
     pub fn start(server: &Server, anchor_ds: &str) -> Self {
+        Self::start_with(server, anchor_ds, "", free_port())
+    }
+
+    /// With extra `server:` lines (local zones of test customer domains) on a given port.
+    pub fn start_with(server: &Server, anchor_ds: &str, extra: &str, port: u16) -> Self {
         let unbound = which("unbound");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         std::fs::write(dir.path().join("anchor.ds"), anchor_ds).unwrap();
         let d = dir.path().display();
         let conf = format!(
@@ -386,7 +390,7 @@ impl Unbound {
              username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
              trust-anchor-file: \"{d}/anchor.ds\"\n  do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  \
              module-config: \"validator iterator\"\n  val-log-level: 2\n  verbosity: 1\n  num-threads: 1\n  \
-             so-reuseport: no\n  qname-minimisation: no\n  root-hints: \"\"\n\
+             so-reuseport: no\n  qname-minimisation: no\n  root-hints: \"\"\n{extra}\
              remote-control:\n  control-enable: no\n\
              stub-zone:\n  name: \"mx.example.\"\n  stub-addr: {dns}\n\
              stub-zone:\n  name: \"o-v1.mx.example.\"\n  stub-addr: {dns}\n",
