@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Provisioning benchmark: API requests per second, and the time from an enable call's answer
+to the signed answer being served.
+
+Usage: bench/provision.py [--hosts-before N] [--domains M] [--clients C]
+Starts a release mxdns on loopback with a fresh data directory (optionally pre-filled with N
+synthetic hosts through `mxdns host bulk-add`), creates a tenant with M accepted domains, then
+  1. sequentially: Enable-DnssecForVerifiedDomain for M/2 domains; after each answer, queries
+     the host's A record (DO set) over UDP until a signed answer comes back; reports the median
+     and 99th percentile of answer->served, and of the API call itself;
+  2. concurrently (C clients): Enable-DnssecForVerifiedDomain for the other M/2 domains, then
+     Enable-SmtpDaneInbound for all M; reports requests per second.
+stdlib only; loopback only; stops the server it starts.
+"""
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "mxdns")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api(port, method, path, token, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    data = json.dumps(body) if body is not None else None
+    headers = {"Authorization": f"Bearer {token}"}
+    if data:
+        headers["Content-Type"] = "application/json"
+    c.request(method, path, body=data, headers=headers)
+    r = c.getresponse()
+    out = json.loads(r.read() or b"null")
+    c.close()
+    return r.status, out
+
+
+def dns_query(port, name, qtype=1):
+    qid = random.randrange(65536)
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00" + struct.pack(">HH", qtype, 1)
+    q += b"\x00" + struct.pack(">HHIH", 41, 1232, 0x8000, 0)  # OPT with DO
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(q, ("127.0.0.1", port))
+        r, _ = s.recvfrom(4096)
+    rcode = r[3] & 0x0F
+    ancount = struct.unpack(">H", r[6:8])[0]
+    return rcode, ancount
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hosts-before", type=int, default=0)
+    ap.add_argument("--domains", type=int, default=1000)
+    ap.add_argument("--clients", type=int, default=8)
+    args = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "-p", "mxdns"], cwd=ROOT, check=True, capture_output=True)
+    work = tempfile.mkdtemp(prefix="mxdns-provision-")
+    data = os.path.join(work, "data")
+    dns_port, api_port = free_port(), free_port()
+    if args.hosts_before:
+        subprocess.run([BIN, "--data-dir", data, "host", "bulk-add", "--count", str(args.hosts_before)], check=True, capture_output=True)
+    env = dict(os.environ, MXDNS_LOG="warn")
+    srv = subprocess.Popen([BIN, "--data-dir", data, "serve", "--dns-listen", f"127.0.0.1:{dns_port}",
+                            "--api-listen", f"127.0.0.1:{api_port}"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(6000):
+            try:
+                if dns_query(dns_port, "o-v1.mx.example", 6)[1] > 0:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        admin = open(os.path.join(data, "admin-token")).read().strip()
+        st, t = api(api_port, "POST", "/v1/tenants", admin, {"name": "bench"})
+        tenant, token = t["tenantId"], t["token"]
+        n = args.domains
+        domains = [f"d{i}.bench.example" for i in range(n)]
+        for d in domains:
+            api(api_port, "POST", f"/v1/tenants/{tenant}/domains", token, {"domain": d, "verified": True})
+        # fleet certificate, for DANE
+        cert = os.path.join(work, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", os.path.join(work, "c.key"), "-out", cert, "-days", "30", "-subj", "/CN=bench"],
+                       check=True, capture_output=True)
+        st, _ = api(api_port, "PUT", "/v1/partitions/o-v1/certificates", admin, {"current": open(cert).read()})
+        assert st == 200
+
+        # 1. answer -> served, sequentially
+        call_ms, served_ms = [], []
+        for d in domains[: n // 2]:
+            t0 = time.perf_counter()
+            st, v = api(api_port, "POST", f"/v1/domains/{d}/dnssec/enable", token)
+            t1 = time.perf_counter()
+            assert st == 200, v
+            host = v["dnssecMxValue"]
+            for _ in range(10000):
+                rcode, an = dns_query(dns_port, host)
+                if rcode == 0 and an >= 2:  # A + RRSIG
+                    break
+            t2 = time.perf_counter()
+            call_ms.append((t1 - t0) * 1000)
+            served_ms.append((t2 - t1) * 1000)
+
+        # 2. throughput with C clients
+        def run(paths):
+            lock = threading.Lock()
+            it = iter(paths)
+            errors = []
+
+            def worker():
+                while True:
+                    with lock:
+                        p = next(it, None)
+                    if p is None:
+                        return
+                    st, v = api(api_port, "POST", p, token)
+                    if st != 200:
+                        errors.append((p, st, v))
+            ts = [threading.Thread(target=worker) for _ in range(args.clients)]
+            t0 = time.perf_counter()
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            el = time.perf_counter() - t0
+            assert not errors, errors[:3]
+            return len(paths) / el
+        rps_dnssec = run([f"/v1/domains/{d}/dnssec/enable" for d in domains[n // 2:]])
+        rps_dane = run([f"/v1/domains/{d}/smtp-dane/enable" for d in domains])
+        print(f"hosts_before={args.hosts_before} domains={n} clients={args.clients}")
+        print(f"enable_dnssec_call_ms p50={statistics.median(call_ms):.2f} p99={pct(call_ms, 99):.2f}")
+        print(f"answer_to_signed_answer_ms p50={statistics.median(served_ms):.2f} p99={pct(served_ms, 99):.2f} max={max(served_ms):.2f}")
+        print(f"enable_dnssec_requests_per_s={rps_dnssec:.0f} enable_dane_requests_per_s={rps_dane:.0f}")
+    finally:
+        srv.terminate()
+        srv.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
