@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the independent DNS tools the tests use as
-# judges (Unbound, BIND's delv, ldns, Knot's kdig), then runs the whole test suite.
+# judges (Unbound, BIND's delv, ldns, Knot's kdig) and openssl (test certificates, an MTA-STS
+# HTTPS server), then runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils; do
+for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
