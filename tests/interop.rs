@@ -8,7 +8,7 @@ use std::process::Command;
 
 use common::*;
 use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 
 const HOST: &str = "contoso-com.o-v1.mx.example.";
 const TLSA_NAME: &str = "_25._tcp.contoso-com.o-v1.mx.example.";
@@ -106,16 +106,7 @@ fn unbound_validates_positive_nxdomain_and_nodata_answers() {
     }
     // the TLSA data is what was published
     let m = query_udp(u.addr, TLSA_NAME, RecordType::TLSA, true, 1232).unwrap();
-    let mut data: Vec<String> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TLSA(t) => Some(t.cert_data.iter().map(|b| format!("{b:02x}")).collect()),
-            _ => None,
-        })
-        .collect();
-    data.sort();
-    assert_eq!(data, vec!["ab".repeat(32), "cd".repeat(32)]);
+    assert_eq!(tlsa_data(&m), vec!["ab".repeat(32), "cd".repeat(32)]);
     assert!(!u.log().contains("validation failure"), "{}", u.log());
 }
 

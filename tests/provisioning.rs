@@ -70,19 +70,6 @@ fn post(s: &Server, path: &str, token: &str) -> (u16, Value) {
     http(s.api, "POST", path, Some(token), None)
 }
 
-fn tlsa_data(m: &hickory_proto::op::Message) -> Vec<String> {
-    let mut v: Vec<String> = m
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::TLSA(t) => Some(t.cert_data.iter().map(|b| format!("{b:02x}")).collect()),
-            _ => None,
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn enable_dnssec_and_dane_then_disable_validated_by_unbound() {
     let Setup {

@@ -417,32 +417,35 @@ mod tests {
         assert_eq!(days_from_civil(2000, 3, 1), 11017);
     }
 
+    /// Standard base64 with padding (tests only: the encoder the decoder must invert).
+    fn to_base64(bytes: &[u8]) -> String {
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut b64 = String::new();
+        for c in bytes.chunks(3) {
+            let n = c.iter().fold(0u32, |a, &x| (a << 8) | x as u32) << (8 * (3 - c.len()));
+            for i in 0..4 {
+                b64.push(if i <= c.len() {
+                    table[((n >> (18 - 6 * i)) & 63) as usize] as char
+                } else {
+                    '='
+                });
+            }
+        }
+        b64
+    }
+
     proptest! {
         #[test]
         fn never_panics_on_random_der(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_der(&bytes);
-            let mut b64 = String::new();
-            let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            for c in bytes.chunks(3) {
-                let n = c.iter().fold(0u32, |a, &x| (a << 8) | x as u32) << (8 * (3 - c.len()));
-                for i in 0..4 {
-                    b64.push(if i <= c.len() { table[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
-                }
-            }
+            let b64 = to_base64(&bytes);
             let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
             let _ = parse_certificate_pem(&pem, 0);
         }
 
         #[test]
         fn base64_roundtrip(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
-            let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            let mut b64 = String::new();
-            for c in bytes.chunks(3) {
-                let n = c.iter().fold(0u32, |a, &x| (a << 8) | x as u32) << (8 * (3 - c.len()));
-                for i in 0..4 {
-                    b64.push(if i <= c.len() { table[((n >> (18 - 6 * i)) & 63) as usize] as char } else { '=' });
-                }
-            }
+            let b64 = to_base64(&bytes);
             prop_assert_eq!(base64_decode(&b64), Some(bytes));
         }
     }

@@ -279,15 +279,16 @@ fn check_mta_sts(s: &CheckSettings, domain: &str, expected_mx: Option<&str>) -> 
     let Some(expected) = expected_mx else {
         return vec![finding("ES002", format!("ES002: No expected MX record found to compare policy with. Enable DNSSEC feature for domain [{domain}] first."), "Complete the steps of setting up inbound SMTP DANE with DNSSEC.")];
     };
-    let policy =
-        match fetch_policy(s, domain) {
-            Ok(p) => p,
-            Err(e) => return vec![finding(
+    let policy = match fetch_policy(s, domain) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![finding(
                 "ES000",
                 format!("The MTA-STS policy of [{domain}] could not be fetched: {e}."),
                 "Make the policy available at https://mta-sts.<domain>/.well-known/mta-sts.txt.",
-            )],
-        };
+            )]
+        }
+    };
     let mut mode = String::new();
     let mut mx = Vec::new();
     for line in policy.lines() {

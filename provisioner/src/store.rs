@@ -291,26 +291,23 @@ impl Store {
 
     /// All RRsets of a zone, grouped, in no particular order.
     pub fn zone_rrsets(&self, zone: &Name) -> Result<Vec<StoredRrset>> {
-        let mut st = self.conn.prepare_cached(
+        self.select_rrsets(
             "SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 ORDER BY owner, rtype",
-        )?;
-        let rows = st.query_map([key(zone)], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u16>(1)?,
-                r.get::<_, u32>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-            ))
-        })?;
-        group(rows)
+            &[&key(zone)],
+        )
     }
 
     /// The RRsets at one owner.
     pub fn rrsets_at(&self, zone: &Name, owner: &Name) -> Result<Vec<StoredRrset>> {
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 AND owner=?2 ORDER BY rtype")?;
-        let rows = st.query_map([key(zone), key(owner)], |r| {
+        self.select_rrsets(
+            "SELECT owner, rtype, ttl, rdata FROM records WHERE zone=?1 AND owner=?2 ORDER BY rtype",
+            &[&key(zone), &key(owner)],
+        )
+    }
+
+    fn select_rrsets(&self, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Result<Vec<StoredRrset>> {
+        let mut st = self.conn.prepare_cached(sql)?;
+        let rows = st.query_map(args, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, u16>(1)?,

@@ -434,3 +434,19 @@ impl Drop for Unbound {
         let _ = self.child.wait();
     }
 }
+
+/// The TLSA certificate data of an answer, hex, sorted.
+pub fn tlsa_data(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            hickory_proto::rr::RData::TLSA(t) => {
+                Some(t.cert_data.iter().map(|b| format!("{b:02x}")).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
