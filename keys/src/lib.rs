@@ -20,6 +20,7 @@ use hickory_proto::dnssec::{Algorithm, DigestType, PublicKey, SigningKey, TBS};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 use rustls_pki_types::PrivatePkcs8KeyDer;
 
+pub mod rollover;
 pub mod verify;
 
 #[derive(Debug, thiserror::Error)]
