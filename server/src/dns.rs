@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -206,8 +206,26 @@ impl DnsHandler {
             // RFC 2181 9: a truncated answer carries no partial sections after the cut
             chosen[2].clear();
         }
-        let [answers, authorities, additionals] = &chosen;
         metadata.truncation = truncated;
+        // UDP: our own encoder (it also compresses owner names against the question, which
+        // hickory's response encoder does not); TCP: hickory's.
+        if let Some(udp) = (handle as &mut dyn std::any::Any).downcast_mut::<crate::udp::UdpReply>()
+        {
+            return match encode(request, metadata, &chosen, dnssec, edns) {
+                Ok(bytes) => {
+                    udp.send_raw(&bytes).await;
+                    ResponseInfo::from(Header {
+                        metadata,
+                        counts: HeaderCounts::default(),
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "encoding a response failed");
+                    error_info(request, ResponseCode::ServFail)
+                }
+            };
+        }
+        let [answers, authorities, additionals] = &chosen;
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(e) = edns {
             builder.edns(e);
@@ -355,7 +373,7 @@ fn records<'a>(
     })
 }
 
-/// The exact encoded size of a response made of these RRsets (name compression included).
+/// The exact encoded size of a response made of these RRsets.
 fn exact_len(
     request: &Request,
     metadata: Metadata,
@@ -363,24 +381,57 @@ fn exact_len(
     dnssec: bool,
     edns: Option<&Edns>,
 ) -> usize {
-    let [a, n, d] = chosen;
-    let mut builder = MessageResponseBuilder::new(&request.queries, None);
-    if let Some(e) = edns {
-        builder.edns(e);
-    }
-    let response = builder.build(
-        metadata,
-        records(a, dnssec),
-        records(n, dnssec),
-        std::iter::empty(),
-        records(d, dnssec),
-    );
-    let mut buf = Vec::with_capacity(2048);
+    encode(request, metadata, chosen, dnssec, edns).map_or(usize::MAX, |b| b.len())
+}
+
+/// Encodes a response: header, the question as received (letter case kept), the RRsets with
+/// name compression (owner names point into the question), OPT.
+fn encode(
+    request: &Request,
+    metadata: Metadata,
+    chosen: &[Vec<&Arc<Rrset>>; 3],
+    dnssec: bool,
+    edns: Option<&Edns>,
+) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+    let mut buf = Vec::with_capacity(512);
     let mut enc = BinEncoder::new(&mut buf);
-    match response.destructive_emit(&mut enc) {
-        Ok(_) => buf.len(),
-        Err(_) => usize::MAX,
+    let place = enc.place::<Header>()?;
+    let question = request.queries.as_bytes();
+    enc.emit_vec(question)?;
+    // compression targets: every label suffix of the question name (which ends 4 bytes before
+    // the end of the question: type and class); ranges exclude the final zero octet
+    if request.queries.len() == 1 && question.len() > 5 {
+        let name_end = 12 + question.len() - 4 - 1;
+        let mut i = 12;
+        while i < name_end {
+            enc.store_label_pointer(i, name_end);
+            i += 1 + question[i - 12] as usize;
+        }
     }
+    let mut counts = [0u16; 3];
+    for (i, list) in chosen.iter().enumerate() {
+        for r in records(list, dnssec) {
+            r.emit(&mut enc)?;
+            counts[i] += 1;
+        }
+    }
+    if let Some(e) = edns {
+        let mut e = e.clone();
+        e.set_rcode_high(metadata.response_code.high());
+        Record::from(&e).emit(&mut enc)?;
+        counts[2] += 1;
+    }
+    let header = Header {
+        metadata,
+        counts: HeaderCounts {
+            queries: request.queries.len() as u16,
+            answers: counts[0],
+            authorities: counts[1],
+            additionals: counts[2],
+        },
+    };
+    place.replace(&mut enc, header)?;
+    Ok(buf)
 }
 
 /// Sends one message of a zone transfer; false when the transfer must stop.

@@ -109,9 +109,18 @@ async fn formerr(socket: &UdpSocket, raw: &[u8], src: SocketAddr) {
 
 /// Sends one answer straight to the socket.
 #[derive(Clone)]
-struct UdpReply {
+pub(crate) struct UdpReply {
     socket: Arc<UdpSocket>,
     dst: SocketAddr,
+}
+
+impl UdpReply {
+    /// Sends an answer the handler encoded itself.
+    pub(crate) async fn send_raw(&self, bytes: &[u8]) {
+        if let Err(e) = self.socket.send_to(bytes, self.dst).await {
+            tracing::debug!(error = %e, "UDP send failed");
+        }
+    }
 }
 
 #[async_trait::async_trait]
