@@ -342,39 +342,40 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Follows the store's change log (writes from other processes).
-async fn follow(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let every = Duration::from_millis(mgr.config().follow_interval_ms.max(10));
+/// Runs `work` off the async threads every `period` until `stop` changes; logs what it did.
+async fn periodically(
+    period: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+    work: impl Fn() -> anyhow::Result<usize> + Clone + Send + 'static,
+) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(period) => {}
             _ = stop.changed() => return,
         }
-        let m = mgr.clone();
-        match tokio::task::spawn_blocking(move || m.sync()).await {
+        match tokio::task::spawn_blocking(work.clone()).await {
             Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(owners = n, "applied stored changes"),
-            Ok(Err(e)) => tracing::error!(error = %e, "applying stored changes failed"),
-            Err(e) => tracing::error!(error = %e, "change follower panicked"),
+            Ok(Ok(n)) => tracing::info!(count = n, "{what}"),
+            Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),
+            Err(e) => tracing::error!(error = %e, "{what} panicked"),
         }
     }
 }
 
+/// Follows the store's change log (writes from other processes).
+async fn follow(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_millis(mgr.config().follow_interval_ms.max(10));
+    periodically(period, stop, "applied stored changes", move || mgr.sync()).await
+}
+
 /// Refreshes signatures that approach expiry.
-async fn refresh(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let every = Duration::from_secs(mgr.config().signatures.check_interval.max(1));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        let m = mgr.clone();
-        match tokio::task::spawn_blocking(move || m.refresh_signatures()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "signature refresh failed"),
-            Err(e) => tracing::error!(error = %e, "signature refresher panicked"),
-        }
-    }
+async fn refresh(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
+    let period = Duration::from_secs(mgr.config().signatures.check_interval.max(1));
+    periodically(period, stop, "refreshed signatures", move || {
+        mgr.refresh_signatures()
+    })
+    .await
 }
 
 fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {

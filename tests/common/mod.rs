@@ -316,12 +316,27 @@ pub fn http(
     )
 }
 
+/// Runs openssl in `dir`; fails the test with its message if it fails.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(which("openssl"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Makes a self-signed certificate with openssl; returns (PEM, SPKI SHA-256 hex).
 pub fn make_cert(dir: &Path, name: &str, days: i32) -> (String, String) {
-    let key = dir.join(format!("{name}.key"));
-    let crt = dir.join(format!("{name}.pem"));
-    let st = Command::new(which("openssl"))
-        .args([
+    let (key, crt) = (format!("{name}.key"), format!("{name}.pem"));
+    let (subject, days) = (format!("/CN={name}"), days.to_string());
+    openssl(
+        dir,
+        &[
             "req",
             "-x509",
             "-newkey",
@@ -330,18 +345,16 @@ pub fn make_cert(dir: &Path, name: &str, days: i32) -> (String, String) {
             "ec_paramgen_curve:P-256",
             "-nodes",
             "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .args(["-days", &days.to_string(), "-subj", &format!("/CN={name}")])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            &days,
+            "-subj",
+            &subject,
+        ],
     );
+    let crt = dir.join(crt);
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!(
