@@ -289,7 +289,17 @@ fn data_survives_restart_and_sigterm_is_clean() {
         let mode = f.unwrap().metadata().unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
+    let token = std::fs::metadata(s.data_dir().join("admin-token")).unwrap();
+    assert_eq!(
+        token.permissions().mode() & 0o777,
+        0o600,
+        "the admin token is private too"
+    );
     assert!(!s.log().contains("PRIVATE"), "no key material in the log");
+    assert!(
+        !s.log().contains(&s.admin_token()),
+        "the admin token is never logged"
+    );
 }
 
 #[test]
