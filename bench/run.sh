@@ -1,62 +1,101 @@
 #!/usr/bin/env bash
-# mxdns beside Knot DNS on the same signed zone, one core each, dnsperf on the other core.
+# mxdns beside Knot DNS (automatic signing) on the same DNSSEC-signed zone: one core each,
+# dnsperf on the other core. Adapted from the anchor benchmark in /work/shared/bench
+# (prepare.sh, servers.sh, run-bench.sh, check.sh); see bench/README.md.
 #
-# Usage: bench/run.sh [N] [ROUNDS]        (defaults: N=100000 hosts, 3 rounds of 20 s per server)
-#   env: DUR (dnsperf -l, 20), OUTQ (-q, 500), CLIENTS (-c, 10), WORK (/tmp/mxdns-bench/n<N>),
-#        SERVERS ("knot-auto mxdns"), REPORT (bench/RESULTS.md)
+# Usage: bench/run.sh [N] [ROUNDS]     (defaults: N=100000 hosts, ROUNDS=3 rounds per server)
+#   env: DUR (dnsperf -l, 20 s), OUTQ (-q, 500), CLIENTS (-c, 10),
+#        WORK (/tmp/mxdns-bench/n<N>), SERVERS ("knot-auto mxdns"), REPORT (bench/RESULTS.md),
+#        COPY (where raw outputs are copied, bench/results/n<N>),
+#        CARGO_TARGET_DIR (/tmp/bench-target), PORT_KNOT (25311), PORT_MXDNS (25312),
+#        PORT_MXDNS_API (25313), READY_TIMEOUT (s, 900), STRICT (1: stop when a kdig check fails)
 #
-# The zone is the partition zone o-v1.mx.example. with N hosts t<i> (A, AAAA, 2 x TLSA 3 1 1),
-# made by ../shared/bench/gen-zone.py; mxdns gets the same data through `mxdns host bulk-add`.
-# Queries: ../shared/bench/gen-queries.py (40 % TLSA, 30 % A, 20 % NXDOMAIN, 10 % NODATA, DO set).
-# Servers pinned to CPU 0, dnsperf to CPU 1; loopback only; everything started is stopped.
+# Zone: the partition zone o-v1.mx.example. with N hosts t<i> (A, AAAA, 2 x TLSA 3 1 1) from
+# bench/gen-zone.py for Knot; mxdns gets the same data through `mxdns host bulk-add --count N`.
+# Queries: bench/gen-queries.py (40 % TLSA, 30 % A, 20 % NXDOMAIN, 10 % NODATA; DO set by -D).
+# Loopback only; every loop is bounded; everything started here is stopped on exit (trap).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-SHARED="${SHARED:-$ROOT/../shared/bench}"
 N="${1:-100000}"; ROUNDS="${2:-3}"
 DUR="${DUR:-20}"; OUTQ="${OUTQ:-500}"; CLIENTS="${CLIENTS:-10}"
 WORK="${WORK:-/tmp/mxdns-bench/n$N}"
 SERVERS="${SERVERS:-knot-auto mxdns}"
-REPORT="${REPORT:-$HERE/RESULTS.md}"
+REPORT="${REPORT:-$HERE/RESULTS.md}"; COPY="${COPY:-$HERE/results/n$N}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/bench-target}"
+PORT_KNOT="${PORT_KNOT:-25311}"; PORT_MXDNS="${PORT_MXDNS:-25312}"; PORT_MXDNS_API="${PORT_MXDNS_API:-25313}"
+READY_TIMEOUT="${READY_TIMEOUT:-900}"; STRICT="${STRICT:-0}"
 ORIGIN=o-v1.mx.example
-PORT_KNOT=25311; PORT_MXDNS=25312; PORT_MXDNS_API=25313
 HZ=$(getconf CLK_TCK)
-mkdir -p "$WORK/run" "$WORK/results"
-rm -f "$WORK"/results/*.txt "$WORK/run/load-times.txt"
+RUN="$WORK/run"; RES="$WORK/results"; K="$WORK/knot"
+MXDNS="$CARGO_TARGET_DIR/release/mxdns"
 
-for tool in knotd kdig dnsperf taskset python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install knot knot-dnsutils dnsperf" >&2; exit 1; }
+for tool in knotd kdig dnsperf taskset python3 cargo ss /usr/bin/time timeout; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y knot knot-dnsutils dnsperf time)" >&2; exit 1; }
+done
+[ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs (server on 0, dnsperf on 1)" >&2; exit 1; }
+for p in $PORT_KNOT $PORT_MXDNS $PORT_MXDNS_API; do
+  if ss -Hlnut | awk '{print $5}' | grep -q ":$p\$"; then echo "port $p is busy" >&2; exit 1; fi
 done
 
-port_of() { case "$1" in knot-auto) echo $PORT_KNOT ;; mxdns) echo $PORT_MXDNS ;; esac; }
-pidf() { echo "$WORK/run/$1.pid"; }
+mkdir -p "$RUN" "$RES" "$K"
+rm -f "$RES"/*.txt "$RUN"/*.txt "$RUN"/*.pid
+CMDS="$RUN/commands.txt"; : > "$CMDS"
+# log the exact command, then run it
+logrun() { echo "$*" >> "$CMDS"; "$@"; }
+port_of() { case "$1" in knot-auto) echo "$PORT_KNOT" ;; mxdns) echo "$PORT_MXDNS" ;; *) echo "unknown server $1" >&2; return 1 ;; esac; }
+pidf() { echo "$RUN/$1.pid"; }
+now() { date +%s.%N; }
+since() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$1"; }
+cpu_ticks() { sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'; }  # utime+stime, all threads
+status_mib() { awk -v k="$2:" '$1==k{printf "%d", $2/1024}' /proc/"$1"/status; }
+core_busy() { awk '/^cpu0 |^cpu1 /{b=$2+$3+$4+$7+$8+$9; printf "%d ", b}' /proc/stat; }
+rcvbuf_err() { awk '/^Udp: [0-9]/{print $6}' /proc/net/snmp; }
+meta() { echo "server=$1 ${*:2}" >> "$RUN/servers.txt"; }
 
-stop_all() {
-  for s in $SERVERS; do
-    local f; f=$(pidf "$s")
-    [ -f "$f" ] || continue
-    local pid; pid=$(cat "$f")
+stop_one() {
+  local s=$1 f; f=$(pidf "$s")
+  [ -f "$f" ] || return 0
+  local pid t0 rc=0; pid=$(cat "$f"); t0=$(now)
+  if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$f"
-  done
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then echo "$s: no exit 30 s after SIGTERM, SIGKILL" | tee -a "$RUN/stop.txt"; kill -KILL "$pid" 2>/dev/null || true; fi
+    wait "$pid" 2>/dev/null || rc=$?
+    echo "$s: stopped by SIGTERM after $(since "$t0") s, exit status $rc" | tee -a "$RUN/stop.txt"
+  else
+    wait "$pid" 2>/dev/null || rc=$?
+    echo "$s: was not running any more at stop (exit status $rc)" | tee -a "$RUN/stop.txt"
+  fi
+  rm -f "$f"
 }
-trap stop_all EXIT
+stop_all() { for s in $SERVERS; do stop_one "$s"; done; }
+trap 'stop_all' EXIT
+trap 'echo interrupted >&2; exit 130' INT TERM
 
-echo "== build (release)"
-(cd "$ROOT" && cargo build --release -p mxdns 2>&1 | tail -1)
-MXDNS="$ROOT/target/release/mxdns"
+echo "== build (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+echo "(cd /work/main && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p mxdns)" >> "$CMDS"
+(cd "$ROOT" && cargo build --release -p mxdns 2>&1 | tail -2)
+COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
+DIRTY=$(cd "$ROOT" && git status --porcelain -- . ':!bench' | wc -l)
 
 echo "== zone and queries (N=$N)"
-[ -f "$WORK/$ORIGIN.zone" ] || python3 "$SHARED/gen-zone.py" -n "$N" --origin "$ORIGIN." -o "$WORK/$ORIGIN.zone"
-[ -f "$WORK/queries.txt" ] || python3 "$SHARED/gen-queries.py" -n "$N" --origin "$ORIGIN" -o "$WORK/queries.txt"
+t0=$(now); logrun python3 "$HERE/gen-zone.py" -n "$N" --origin "$ORIGIN." -o "$WORK/$ORIGIN.zone"
+echo "gen-zone.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
+t0=$(now); logrun python3 "$HERE/gen-queries.py" -n "$N" --origin "$ORIGIN" -o "$WORK/queries.txt"
+echo "gen-queries.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
 
-echo "== mxdns store (bulk-add)"
-rm -rf "$WORK/mxdns-data"
-"$MXDNS" --data-dir "$WORK/mxdns-data" host bulk-add --count "$N" | tee "$WORK/run/bulk-add.txt"
+if [[ " $SERVERS " == *" mxdns "* ]]; then
+  echo "== mxdns store (bulk-add)"
+  rm -rf "$WORK/mxdns-data"
+  t0=$(now)
+  logrun "$MXDNS" --data-dir "$WORK/mxdns-data" host bulk-add --count "$N" > "$RUN/bulk-add.txt" 2>&1 \
+    || { cat "$RUN/bulk-add.txt"; echo "bulk-add failed" >&2; exit 1; }
+  echo "mxdns host bulk-add --count $N: $(since "$t0") s (store $(du -sm "$WORK/mxdns-data" | cut -f1) MiB)" >> "$RUN/prep-times.txt"
+  tail -3 "$RUN/bulk-add.txt"
+fi
 
-K="$WORK/knot"; mkdir -p "$K"
+# Knot DNS, automatic signing at load (as knot-auto in /work/shared/bench/prepare.sh)
 cat > "$K/knot.conf" <<EOF
 server:
     rundir: "$K"
@@ -95,64 +134,111 @@ probe() { # the signed TLSA RRset of the last host is served
   grep -q "status: NOERROR" <<<"$out" && grep -q "RRSIG" <<<"$out"
 }
 
-cpu_ticks() { sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'; }
-rss_mib() { awk '/^VmRSS:/{printf "%d", $2/1024}' /proc/"$1"/status; }
-hwm_mib() { awk '/^VmHWM:/{printf "%d", $2/1024}' /proc/"$1"/status; }
-
 start() {
   local s=$1 port; port=$(port_of "$s")
-  local t0; t0=$(date +%s.%N)
+  echo "== start $s (port $port)"
+  local t0; t0=$(now)
   case "$s" in
     knot-auto)
-      rm -rf "$K/keys" "$K/journal" "$K/timers" "$K/knot.log"
-      taskset -c 0 knotd -c "$K/knot.conf" < /dev/null > "$WORK/run/knot.out" 2>&1 &
+      rm -rf "$K/keys" "$K/journal" "$K/timers" "$K/knot.log"   # fresh keys => full keygen + signing
+      echo "taskset -c 0 knotd -c $K/knot.conf" >> "$CMDS"
+      taskset -c 0 knotd -c "$K/knot.conf" < /dev/null > "$RUN/knot.out" 2>&1 &
       ;;
     mxdns)
+      echo "MXDNS_LOG=warn taskset -c 0 $MXDNS --data-dir $WORK/mxdns-data serve --dns-listen 127.0.0.1:$PORT_MXDNS --api-listen 127.0.0.1:$PORT_MXDNS_API --workers 1" >> "$CMDS"
       MXDNS_LOG=warn taskset -c 0 "$MXDNS" --data-dir "$WORK/mxdns-data" serve \
         --dns-listen "127.0.0.1:$PORT_MXDNS" --api-listen "127.0.0.1:$PORT_MXDNS_API" --workers 1 \
-        < /dev/null > "$WORK/run/mxdns.out" 2>&1 &
+        < /dev/null > "$RUN/mxdns.out" 2>&1 &
       ;;
   esac
   local pid=$!
   echo "$pid" > "$(pidf "$s")"
-  local i=0
+  local i=0 max=$((READY_TIMEOUT * 20))
   until probe "$port"; do
-    kill -0 "$pid" 2>/dev/null || { echo "$s died"; exit 1; }
-    i=$((i + 1)); [ $i -gt 12000 ] && { echo "timeout waiting for $s"; exit 1; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "$s died before answering; output:" >&2; tail -20 "$RUN/${s%%-*}.out" >&2; exit 1
+    fi
+    i=$((i + 1)); [ $i -gt $max ] && { echo "$s: no signed answer after ${READY_TIMEOUT} s" >&2; exit 1; }
     sleep 0.05
   done
-  local el; el=$(python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$t0")
+  local el cpu; el=$(since "$t0"); cpu=$(python3 -c "print(f'{$(cpu_ticks "$pid")/$HZ:.1f}')")
   sleep 1
-  echo "$s N=$N start_to_signed_answers=${el}s rss=$(rss_mib "$pid")MiB hwm=$(hwm_mib "$pid")MiB" | tee -a "$WORK/run/load-times.txt"
+  meta "$s" "start_to_signed_s=$el" "load_cpu_s=$cpu" "rss_load_mib=$(status_mib "$pid" VmRSS)" \
+       "hwm_load_mib=$(status_mib "$pid" VmHWM)" "threads=$(awk '/^Threads:/{print $2}' /proc/"$pid"/status)"
+  echo "$s N=$N start_to_signed_answers=${el}s cpu_during_load=${cpu}s VmRSS=$(status_mib "$pid" VmRSS)MiB VmHWM=$(status_mib "$pid" VmHWM)MiB" \
+    | tee -a "$RUN/load-times.txt"
 }
 
+# kdig sanity checks: rcode, AA, record types per section, with expectations
+FAILS=0
+check_q() { # SERVER TYPE NAME KIND(positive|nxdomain|nodata)
+  local s=$1 type=$2 name=$3 kind=$4 port out rcode flags ans auth ok=yes why=""
+  port=$(port_of "$s")
+  out=$(kdig @127.0.0.1 -p "$port" +dnssec +norecurse +timeout=2 +retry=0 "$type" "$name" 2>&1) || true
+  rcode=$(grep -o 'status: [A-Z]*' <<<"$out" | head -1 | cut -d' ' -f2)
+  flags=$(grep -o 'Flags: [a-z ]*' <<<"$out" | head -1 | sed 's/Flags: //; s/ *$//')
+  sect() { awk -v h=";; $1 SECTION:" '$0==h{s=1;next} /^;; /{s=0} s && NF>=4 && $1 !~ /^;/ {print $4}' <<<"$out" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'; }
+  ans=$(sect ANSWER); auth=$(sect AUTHORITY)
+  has() { grep -qE "(^| )$1=[0-9]+" <<<"$2"; }
+  [[ " $flags " == *" aa "* ]] || { ok=no; why+=" no-AA"; }
+  case "$kind" in
+    positive) [ "$rcode" = NOERROR ] || { ok=no; why+=" rcode"; }
+              has "$type" "$ans" || { ok=no; why+=" no-$type"; }
+              has RRSIG "$ans" || { ok=no; why+=" no-RRSIG"; } ;;
+    nxdomain) [ "$rcode" = NXDOMAIN ] || { ok=no; why+=" rcode"; }
+              has NSEC "$auth" || { ok=no; why+=" no-NSEC"; }
+              has RRSIG "$auth" || { ok=no; why+=" no-RRSIG"; }
+              has SOA "$auth" || { ok=no; why+=" no-SOA"; } ;;
+    nodata)   [ "$rcode" = NOERROR ] || { ok=no; why+=" rcode"; }
+              [ -z "$ans" ] || { ok=no; why+=" answer-not-empty"; }
+              has NSEC "$auth" || { ok=no; why+=" no-NSEC"; }
+              has RRSIG "$auth" || { ok=no; why+=" no-RRSIG"; }
+              has SOA "$auth" || { ok=no; why+=" no-SOA"; } ;;
+  esac
+  [ $ok = yes ] || FAILS=$((FAILS + 1))
+  printf '%-9s %-7s %-34s %-8s %-8s flags=[%s] answer={%s} authority={%s} %s\n' "$s" "$type" "$name" "$kind" \
+    "${rcode:-none}" "$flags" "${ans% }" "${auth% }" "$([ $ok = yes ] && echo OK || echo "FAIL:$why")" | tee -a "$RUN/checks.txt"
+  [ $ok = yes ] || echo "$out" >> "$RUN/checks-failed-detail.txt"
+}
 check() {
-  local s=$1 port; port=$(port_of "$s")
-  {
-    echo "### $s"
-    for q in "TLSA _25._tcp.t1.$ORIGIN" "A t1-ffff.$ORIGIN" "MX t1.$ORIGIN" "TLSA _tcp.t1.$ORIGIN"; do
-      echo "kdig +dnssec $q: $(kdig @127.0.0.1 -p "$port" +dnssec +noall +header +answer +authority $q \
-        | awk '/status:/{st=$6} /^[^;]/{n[$4]++} END{printf "%s", st; for (t in n) printf " %s=%d", t, n[t]}')"
-    done
-  } | tee -a "$WORK/run/checks.txt"
+  local s=$1
+  check_q "$s" TLSA "_25._tcp.t1.$ORIGIN" positive
+  check_q "$s" TLSA "_25._tcp.t$N.$ORIGIN" positive
+  check_q "$s" A "t$((N / 2)).$ORIGIN" positive
+  check_q "$s" AAAA "t$((N / 2)).$ORIGIN" positive
+  check_q "$s" DNSKEY "$ORIGIN" positive
+  check_q "$s" A "t1-ffff.$ORIGIN" nxdomain
+  check_q "$s" A "t$((N + 1)).$ORIGIN" nxdomain
+  check_q "$s" MX "t1.$ORIGIN" nodata
+  check_q "$s" TLSA "_tcp.t1.$ORIGIN" nodata   # empty non-terminal
 }
 
-core_busy() { awk '/^cpu0 |^cpu1 /{b=$2+$3+$4+$7+$8+$9; printf "%d ", b}' /proc/stat; }
-rcvbuf_err() { awk '/^Udp: [0-9]/{print $6}' /proc/net/snmp; }
+for s in $SERVERS; do start "$s"; done
+for s in $SERVERS; do check "$s"; done
+if [ "$FAILS" -gt 0 ]; then
+  echo "WARNING: $FAILS kdig check(s) failed, details in $RUN/checks-failed-detail.txt" >&2
+  [ "$STRICT" = 1 ] && exit 1
+fi
 
-: > "$WORK/run/checks.txt"
-for s in $SERVERS; do start "$s"; check "$s"; done
-
+DEAD=""
 for r in $(seq 1 "$ROUNDS"); do
   for s in $SERVERS; do
     port=$(port_of "$s"); pid=$(cat "$(pidf "$s")")
-    out="$WORK/results/$s-r$r.txt"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      [[ " $DEAD " == *" $s "* ]] || { DEAD+=" $s"; echo "$s: process $pid gone before round $r" | tee -a "$RUN/stop.txt"; }
+      continue
+    fi
+    out="$RES/$s-r$r.txt"
     cmd="dnsperf -s 127.0.0.1 -p $port -d $WORK/queries.txt -D -l $DUR -q $OUTQ -c $CLIENTS"
-    echo "== round $r $s: taskset -c 1 $cmd"
-    c0=$(cpu_ticks "$pid"); read -r b00 b10 <<<"$(core_busy)"; e0=$(rcvbuf_err); t0=$(date +%s.%N)
+    echo "== round $r/$ROUNDS $s: taskset -c 1 $cmd"
+    [ "$r" = 1 ] && echo "taskset -c 1 $cmd" >> "$CMDS"
+    c0=$(cpu_ticks "$pid"); read -r b00 b10 <<<"$(core_busy)"; e0=$(rcvbuf_err); t0=$(now)
     { echo "# $(date -u +%FT%TZ) N=$N round=$r server=$s"; echo "# cmd: taskset -c 1 $cmd"; } > "$out"
-    taskset -c 1 /usr/bin/time -f "dnsperf_cpu_s=%U+%S wall_s=%e" $cmd >> "$out" 2>&1 || echo "dnsperf rc=$?" >> "$out"
-    t1=$(date +%s.%N); c1=$(cpu_ticks "$pid"); read -r b01 b11 <<<"$(core_busy)"; e1=$(rcvbuf_err)
+    taskset -c 1 timeout $((DUR + 60)) /usr/bin/time -f "dnsperf_cpu_s=%U+%S wall_s=%e" $cmd >> "$out" 2>&1 \
+      || echo "dnsperf rc=$?" >> "$out"
+    t1=$(now)
+    if ! kill -0 "$pid" 2>/dev/null; then echo "server_died_during_run=1" >> "$out"; echo "$s died during round $r" >&2; continue; fi
+    c1=$(cpu_ticks "$pid"); read -r b01 b11 <<<"$(core_busy)"; e1=$(rcvbuf_err)
     python3 - "$t0" "$t1" "$c0" "$c1" "$b00" "$b01" "$b10" "$b11" "$e0" "$e1" "$HZ" >> "$out" <<'EOF'
 import sys
 t0, t1, c0, c1, b00, b01, b10, b11, e0, e1, hz = map(float, sys.argv[1:])
@@ -160,42 +246,83 @@ w = t1 - t0
 print(f"server_cpu_pct={100*(c1-c0)/hz/w:.1f} core0_busy_pct={100*(b01-b00)/hz/w:.1f} "
       f"core1_busy_pct={100*(b11-b10)/hz/w:.1f} udp_rcvbuf_errors={int(e1-e0)} measured_wall_s={w:.2f}")
 EOF
-    echo "server_mem_after_run: VmRSS=$(rss_mib "$pid")MiB" >> "$out"
+    echo "server_mem_after_run: VmRSS=$(status_mib "$pid" VmRSS)MiB" >> "$out"
     grep -E "Queries per second|Queries lost|Average Latency|server_cpu_pct" "$out" | tr -s ' ' | paste -sd' '
-    sleep 2
+    # let the server drain its socket backlog before the next run (bounded)
+    for _ in $(seq 1 60); do
+      a=$(cpu_ticks "$pid"); sleep 1; kill -0 "$pid" 2>/dev/null || break; b=$(cpu_ticks "$pid")
+      [ $((b - a)) -lt 5 ] && break
+    done
+    sleep 1
   done
 done
+
+for s in $SERVERS; do
+  f=$(pidf "$s"); [ -f "$f" ] || continue; pid=$(cat "$f")
+  kill -0 "$pid" 2>/dev/null && meta "$s" "rss_end_mib=$(status_mib "$pid" VmRSS)" "hwm_end_mib=$(status_mib "$pid" VmHWM)"
+done
+stop_all
 
 {
   echo "# Benchmark: mxdns beside Knot DNS (o-v1.mx.example., N = $N hosts)"
   echo
-  echo "Generated by \`bench/run.sh $N $ROUNDS\` on $(date -u +%F) (UTC)."
+  echo "Generated by \`bench/run.sh $N $ROUNDS\` (DUR=$DUR OUTQ=$OUTQ CLIENTS=$CLIENTS) on $(date -u '+%F %H:%M') UTC."
   echo
-  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)."
-  echo "Versions: $("$MXDNS" --version) (release build, commit $(cd "$ROOT" && git rev-parse --short HEAD)), $(dpkg-query -W -f='${Package} ${Version}, ' knot dnsperf 2>/dev/null)rustc $(rustc --version | awk '{print $2}')."
+  echo "## Machine and versions"
   echo
-  echo "Zone: \`gen-zone.py -n $N --origin $ORIGIN.\` (A, AAAA, 2 x TLSA per host; ECDSA P-256, NSEC);"
-  echo "mxdns gets the same hosts with \`mxdns host bulk-add --count $N\` and signs at start."
-  echo "Queries: \`gen-queries.py -n $N --origin $ORIGIN\` (40 % TLSA, 30 % A, 20 % NXDOMAIN, 10 % NODATA; DO set)."
-  echo "Each server pinned to CPU 0 with one worker (Knot \`udp-workers: 1\`, mxdns \`--workers 1\`); dnsperf on CPU 1:"
-  echo "\`taskset -c 1 dnsperf -s 127.0.0.1 -p PORT -d queries.txt -D -l $DUR -q $OUTQ -c $CLIENTS\`, $ROUNDS interleaved rounds."
+  echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME")."
+  echo "- mxdns: $("$MXDNS" --version 2>&1 | head -1), release build of commit $COMMIT$([ "$DIRTY" -gt 0 ] && echo " plus $DIRTY uncommitted change(s) outside bench/ in the working tree at build time"), $(rustc --version)."
+  echo "- $(dpkg-query -W -f='${Package} ${Version}, ' knot knot-dnsutils dnsperf 2>/dev/null | sed 's/, $//')."
   echo
-  echo "## Start to signed answers, memory"
+  echo "## Setup"
+  echo
+  echo "- Zone: \`gen-zone.py -n $N --origin $ORIGIN.\`: SOA, 2 NS + glue, per host \`t<i>\` A + AAAA and \`_25._tcp.t<i>\` 2 × TLSA 3 1 1, TTL 3600;"
+  echo "  Knot signs it itself (ECDSA P-256, NSEC, KSK + ZSK, fresh keys each start); mxdns gets the same hosts through"
+  echo "  \`mxdns host bulk-add --count $N\` into its SQLite store and signs everything at start."
+  echo "- Queries: \`gen-queries.py -n $N --origin $ORIGIN\` (1 000 000 lines, fixed seed): 40 % TLSA, 30 % A at existing hosts,"
+  echo "  20 % NXDOMAIN (\`t<i>-<hex>\`), 10 % NODATA (MX at \`t<i>\`); dnsperf \`-D\` sets DO."
+  echo "- Each server pinned to CPU 0 (\`taskset -c 0\`, all its threads) with one worker (Knot \`udp-workers: 1\`, mxdns \`--workers 1\`),"
+  echo "  dnsperf pinned to CPU 1; $ROUNDS interleaved rounds × $DUR s per server; loopback."
+  echo "- Start → signed answers: from exec until \`kdig +dnssec TLSA _25._tcp.t$N.$ORIGIN\` returns NOERROR with RRSIG"
+  echo "  (50 ms polling, 1 s kdig timeout). RSS/VmHWM from /proc/PID/status (1 s after ready, and after all runs)."
+  echo
+  echo "## Results"
+  echo
+  python3 "$HERE/summarize.py" "$RES" --servers "$RUN/servers.txt"
+  echo
+  echo "## Exact commands"
   echo
   echo '```'
-  cat "$WORK/run/load-times.txt"
+  sed "s#$ROOT#/work/main#g" "$CMDS"
   echo '```'
   echo
-  echo "## Sanity checks (kdig: rcode and record counts per type, answer + authority)"
+  echo "Preparation times:"
   echo
   echo '```'
-  cat "$WORK/run/checks.txt"
+  cat "$RUN/prep-times.txt"
   echo '```'
   echo
-  echo "## Throughput"
+  echo "## Start, memory, stop"
   echo
-  python3 "$SHARED/summarize.py" "$WORK/results"
+  echo '```'
+  cat "$RUN/load-times.txt" "$RUN/stop.txt"
+  echo '```'
+  echo
+  echo "mxdns serve output (MXDNS_LOG=warn): $(wc -l < "$RUN/mxdns.out" 2>/dev/null || echo 0) line(s)$([ -s "$RUN/mxdns.out" ] && echo ", last ones:")"
+  [ -s "$RUN/mxdns.out" ] && { echo; echo '```'; tail -5 "$RUN/mxdns.out" | sed 's/\x1b\[[0-9;]*m//g'; echo '```'; }
+  echo
+  echo "## Sanity checks (kdig +dnssec; record types per section)"
+  echo
+  echo '```'
+  cat "$RUN/checks.txt"
+  echo '```'
+  [ "$FAILS" -gt 0 ] && echo && echo "**$FAILS check(s) failed** (full kdig output in \`checks-failed-detail.txt\` beside the raw outputs)."
+  [ -n "$DEAD" ] && echo && echo "**Server(s) stopped running during the benchmark:$DEAD** (see the stop section)."
+  true
 } > "$REPORT"
-mkdir -p "$HERE/results/n$N"
-cp "$WORK"/results/*.txt "$WORK/run/load-times.txt" "$WORK/run/checks.txt" "$HERE/results/n$N/"
+mkdir -p "$COPY"
+rm -f "$COPY"/*.txt
+cp "$RES"/*.txt "$RUN"/{load-times,checks,stop,servers,prep-times,commands}.txt "$K/knot.conf" "$COPY/"
+[ -f "$RUN/checks-failed-detail.txt" ] && cp "$RUN/checks-failed-detail.txt" "$COPY/"
 echo "report: $REPORT"
+[ "$FAILS" -eq 0 ] && [ -z "$DEAD" ]
