@@ -256,18 +256,7 @@ fn kdig_sees_truncation_over_udp_and_the_whole_answer_over_tcp() {
     );
 
     // a TLSA RRset of 14 records does not fit in 512 bytes: TC over UDP, whole over TCP
-    let mut args = vec![
-        "host".to_string(),
-        "add".into(),
-        "big.o-v1.mx.example.".into(),
-        "--a".into(),
-        "192.0.2.9".into(),
-    ];
-    for i in 0..14 {
-        args.push("--tlsa".into());
-        args.push(format!("3 1 1 {:064x}", i + 1));
-    }
-    s.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.add_big_tlsa_host("big.o-v1.mx.example.", 14);
     s.wait_for("big.o-v1.mx.example.", RecordType::A, 10, |m| {
         !m.answers.is_empty()
     });

@@ -25,18 +25,7 @@ fn server() -> Server {
         &format!("3 1 1 {}", "ab".repeat(32)),
     ]);
     // a TLSA RRset too large for 512 bytes, even without DNSSEC
-    let mut args = vec![
-        "host".to_string(),
-        "add".into(),
-        BIG.into(),
-        "--a".into(),
-        "192.0.2.30".into(),
-    ];
-    for i in 0..14 {
-        args.push("--tlsa".into());
-        args.push(format!("3 1 1 {:064x}", i + 1));
-    }
-    s.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    s.add_big_tlsa_host(BIG, 14);
     s.wait_for(TLSA_NAME, RecordType::TLSA, 10, |m| !m.answers.is_empty());
     s.wait_for(&format!("_25._tcp.{BIG}"), RecordType::TLSA, 10, |m| {
         m.metadata.truncation || !m.answers.is_empty()

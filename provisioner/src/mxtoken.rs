@@ -117,12 +117,6 @@ pub fn mx_token(normalized_domain: &str) -> String {
     format!("{prefix}---{suffix}")
 }
 
-/// `<token>.<partition zone>`, e.g. `contoso-com.o-v1.mx.example.`.
-pub fn mx_host(token: &str, partition_zone: &str) -> String {
-    let zone = partition_zone.trim_end_matches('.');
-    format!("{token}.{zone}.")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,10 +165,6 @@ mod tests {
             "xn----bcher--kva-example"
         );
         assert_eq!(normalize_domain("Contoso.COM.").unwrap(), "contoso.com");
-        assert_eq!(
-            mx_host("contoso-com", "o-v1.mx.example."),
-            "contoso-com.o-v1.mx.example."
-        );
         // the classic collision of naive mappings
         assert_ne!(mx_token("a-b.com"), mx_token("a.b-com"));
     }

@@ -17,7 +17,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use ring::rand::SecureRandom;
 
 use crate::store::tenancy::{self, CertRow, DomainRow, PartitionRow};
-use crate::store::{write_batch, Batch, BatchOp, Store, StoreError, StoredRrset};
+use crate::store::{write_batch, Batch, BatchOp, Store, StoreError};
 use crate::{certs, mxtoken};
 
 /// Who is calling.
@@ -539,15 +539,13 @@ impl Provisioner {
             return Ok(Vec::new());
         }
         let data = certs.iter().map(|c| RData::TLSA(tlsa(c))).collect();
-        Ok(vec![BatchOp::Put {
-            zone: self.partition_zone(partition),
-            rrset: StoredRrset {
-                owner: tlsa_owner(host),
-                rtype: RecordType::TLSA,
-                ttl,
-                data,
-            },
-        }])
+        Ok(vec![BatchOp::set(
+            &self.partition_zone(partition),
+            &tlsa_owner(host),
+            RecordType::TLSA,
+            ttl,
+            data,
+        )])
     }
 
     /// `Get-DnssecStatusForVerifiedDomain` (state part; live DNS checks are added by the caller).
@@ -655,14 +653,9 @@ impl Provisioner {
                 let ops = tenancy::enabled_domains(tx, partition, true)?
                     .into_iter()
                     .filter_map(|d| d.mx_token)
-                    .map(|token| BatchOp::Put {
-                        zone: zone.clone(),
-                        rrset: StoredRrset {
-                            owner: tlsa_owner(&self.host(&token, partition)),
-                            rtype: RecordType::TLSA,
-                            ttl,
-                            data: data.clone(),
-                        },
+                    .map(|token| {
+                        let owner = tlsa_owner(&self.host(&token, partition));
+                        BatchOp::set(&zone, &owner, RecordType::TLSA, ttl, data.clone())
                     })
                     .collect();
                 write_batch(tx, &Batch { ops }, t)?;
@@ -768,7 +761,8 @@ impl Provisioner {
     }
 }
 
-fn tlsa_owner(host: &Name) -> Name {
+/// `_25._tcp.<host>`: where the TLSA RRset of an MX host lives (RFC 7672 2.2).
+pub fn tlsa_owner(host: &Name) -> Name {
     Name::from_ascii("_25._tcp")
         .expect("labels")
         .append_domain(host)
@@ -795,25 +789,8 @@ fn address_ops(zone: &Name, host: &Name, p: &PartitionRow) -> Vec<BatchOp> {
             Err(_) => {}
         }
     }
-    let mut ops = Vec::new();
-    for (rtype, data) in [(RecordType::A, v4), (RecordType::AAAA, v6)] {
-        ops.push(if data.is_empty() {
-            BatchOp::Delete {
-                zone: zone.clone(),
-                owner: host.clone(),
-                rtype,
-            }
-        } else {
-            BatchOp::Put {
-                zone: zone.clone(),
-                rrset: StoredRrset {
-                    owner: host.clone(),
-                    rtype,
-                    ttl: p.host_ttl,
-                    data,
-                },
-            }
-        });
-    }
-    ops
+    vec![
+        BatchOp::set(zone, host, RecordType::A, p.host_ttl, v4),
+        BatchOp::set(zone, host, RecordType::AAAA, p.host_ttl, v6),
+    ]
 }

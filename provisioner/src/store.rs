@@ -152,6 +152,29 @@ pub enum BatchOp {
     DeleteName { zone: Name, owner: Name },
 }
 
+impl BatchOp {
+    /// Replaces the RRset (owner, type) with `data`, or deletes it when `data` is empty.
+    pub fn set(zone: &Name, owner: &Name, rtype: RecordType, ttl: u32, data: Vec<RData>) -> Self {
+        if data.is_empty() {
+            BatchOp::Delete {
+                zone: zone.clone(),
+                owner: owner.clone(),
+                rtype,
+            }
+        } else {
+            BatchOp::Put {
+                zone: zone.clone(),
+                rrset: StoredRrset {
+                    owner: owner.clone(),
+                    rtype,
+                    ttl,
+                    data,
+                },
+            }
+        }
+    }
+}
+
 pub struct Store {
     conn: Connection,
 }

@@ -11,7 +11,8 @@ use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_proto::rr::rdata::{A, AAAA, TLSA};
 use hickory_proto::rr::{Name, RData, RecordType};
-use provisioner::{Batch, BatchOp, Store, StoredRrset};
+use provisioner::service::tlsa_owner;
+use provisioner::{Batch, BatchOp, Store};
 
 mod config;
 mod dns;
@@ -536,13 +537,6 @@ fn parse_host(s: &str) -> anyhow::Result<Name> {
     Ok(n.to_lowercase())
 }
 
-fn tlsa_name(host: &Name) -> Name {
-    Name::from_ascii("_25._tcp")
-        .expect("labels")
-        .append_domain(host)
-        .expect("short enough")
-}
-
 fn parse_tlsa(s: &str) -> anyhow::Result<TLSA> {
     let f: Vec<&str> = s.split_whitespace().collect();
     if f.len() < 4 {
@@ -577,43 +571,17 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
         } => {
             let host = parse_host(&name)?;
             let zone = zone_for(&config, &host)?;
-            let mut ops = Vec::new();
-            let put = |owner: &Name, rtype, data: Vec<RData>| BatchOp::Put {
-                zone: zone.clone(),
-                rrset: StoredRrset {
-                    owner: owner.clone(),
-                    rtype,
-                    ttl,
-                    data,
-                },
-            };
-            let del = |owner: &Name, rtype| BatchOp::Delete {
-                zone: zone.clone(),
-                owner: owner.clone(),
-                rtype,
-            };
             let av: Vec<RData> = a.into_iter().map(|x| RData::A(A(x))).collect();
             let v6: Vec<RData> = aaaa.into_iter().map(|x| RData::AAAA(AAAA(x))).collect();
             let t: Vec<RData> = tlsa
                 .iter()
                 .map(|s| parse_tlsa(s).map(RData::TLSA))
                 .collect::<anyhow::Result<_>>()?;
-            ops.push(if av.is_empty() {
-                del(&host, RecordType::A)
-            } else {
-                put(&host, RecordType::A, av)
-            });
-            ops.push(if v6.is_empty() {
-                del(&host, RecordType::AAAA)
-            } else {
-                put(&host, RecordType::AAAA, v6)
-            });
-            let tn = tlsa_name(&host);
-            ops.push(if t.is_empty() {
-                del(&tn, RecordType::TLSA)
-            } else {
-                put(&tn, RecordType::TLSA, t)
-            });
+            let ops = vec![
+                BatchOp::set(&zone, &host, RecordType::A, ttl, av),
+                BatchOp::set(&zone, &host, RecordType::AAAA, ttl, v6),
+                BatchOp::set(&zone, &tlsa_owner(&host), RecordType::TLSA, ttl, t),
+            ];
             store.write(&Batch { ops }, now)?;
             println!("{host} published in {zone}");
         }
@@ -627,7 +595,7 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                 },
                 BatchOp::DeleteName {
                     zone: zone.clone(),
-                    owner: tlsa_name(&host),
+                    owner: tlsa_owner(&host),
                 },
             ];
             store.write(&Batch { ops }, now)?;
@@ -651,15 +619,8 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                 let mut ops = Vec::new();
                 for i in chunk_start..=(chunk_start + 9_999).min(count) {
                     let host = Name::from_ascii(format!("t{i}"))?.append_domain(&zone)?;
-                    let put = |owner: &Name, rtype, data| BatchOp::Put {
-                        zone: zone.clone(),
-                        rrset: StoredRrset {
-                            owner: owner.clone(),
-                            rtype,
-                            ttl,
-                            data,
-                        },
-                    };
+                    let put =
+                        |owner: &Name, rtype, data| BatchOp::set(&zone, owner, rtype, ttl, data);
                     ops.push(put(
                         &host,
                         RecordType::A,
@@ -684,7 +645,7 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                         ))
                     };
                     ops.push(put(
-                        &tlsa_name(&host),
+                        &tlsa_owner(&host),
                         RecordType::TLSA,
                         vec![tl(d("1")), tl(d("2"))],
                     ));

@@ -116,6 +116,20 @@ impl Server {
         panic!("server not ready: {}", self.log());
     }
 
+    /// Publishes `host` with an A record and `n` TLSA records (3 1 1 of 1, 2, ...), waits until
+    /// it is served: a TLSA RRset too large for a 512-byte answer when n is 14.
+    pub fn add_big_tlsa_host(&self, host: &str, n: usize) {
+        let mut args: Vec<String> = ["host", "add", host, "--a", "192.0.2.30"]
+            .map(String::from)
+            .to_vec();
+        for i in 0..n {
+            args.push("--tlsa".into());
+            args.push(format!("3 1 1 {:064x}", i + 1));
+        }
+        self.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        self.wait_for(host, RecordType::A, 10, |m| !m.answers.is_empty());
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
