@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
 use hickory_proto::dnssec::rdata::sig::SigInput;
-use hickory_proto::dnssec::rdata::{DNSSECRData, DNSKEY, DS, RRSIG};
+use hickory_proto::dnssec::rdata::{DNSSECRData, CDNSKEY, CDS, DNSKEY, DS, RRSIG};
 use hickory_proto::dnssec::{Algorithm, DigestType, PublicKey, SigningKey, TBS};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, SerialNumber};
 use rustls_pki_types::PrivatePkcs8KeyDer;
@@ -166,6 +166,26 @@ impl KeyPair {
             .map(|d| d.as_ref().to_vec())
             .unwrap_or_default();
         DS::new(self.key_tag, self.algorithm(), DigestType::SHA256, digest)
+    }
+
+    /// The CDS (SHA-256) of this key (RFC 7344): the DS the parent should publish.
+    pub fn cds(&self, zone: &Name) -> CDS {
+        let ds = self.ds(zone);
+        CDS::new(
+            ds.key_tag(),
+            Some(self.algorithm()),
+            ds.digest_type(),
+            ds.digest().to_vec(),
+        )
+    }
+
+    /// The CDNSKEY of this key (RFC 7344).
+    pub fn cdnskey(&self) -> CDNSKEY {
+        CDNSKEY::with_flags(
+            self.dnskey.flags(),
+            Some(self.algorithm()),
+            self.dnskey.public_key().public_bytes().to_vec(),
+        )
     }
 
     /// Signs the canonical form of an RRset.

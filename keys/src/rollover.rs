@@ -1,24 +1,30 @@
-//! Key rollover as a pure state machine (not yet wired into the server; see ARCHITECTURE.md).
-//!
-//! Time goes in (`now`, unix seconds), a [`Plan`] comes out: the actions to carry out now and
-//! the time of the next event. Each key's state is computed from its timestamps (as Knot does),
-//! never stored as a flag.
+//! Key rollover as a pure state machine: time goes in (`now`, unix seconds), a [`Plan`] comes
+//! out: the actions to carry out now and the next scheduled step with its time. Each key's
+//! state is computed from its timestamps (as Knot does), never stored as a flag, and every
+//! timestamp the planner writes is `now`: what a zone publishes changes only when a step is
+//! persisted (see [`key_sets`]), so the store is the whole truth and a restart resumes a roll.
 //!
 //! ```text
 //! ZSK, pre-publication (RFC 6781 4.1.1.1, RFC 7583 3.2):
-//!   new:  published ──Ipub──► ready ──(old's lifetime ends)──► active ...
-//!   old:  active ────────────────────────────────────────────► retired ──Iret──► removed
-//!   Ipub = Dprp + TTLkey + publish_safety        (the new DNSKEY is in every cache)
-//!   Iret = Dprp + TTLsig + retire_safety         (no cached signature needs the old key)
+//!   new:  published ──Ipub──► ready ──(old key's lifetime ends)──► active ...
+//!   old:  active ──────────────────────────────────────────────► retired ──Iret──► removed
+//!   new published at  end(old) - Ipub                             (RFC 7583 3.2.2, Tpub)
+//!   switch at         max(end(old), published(new) + Ipub)
+//!   Ipub = Dprp + TTLkey + publish_safety      (the new DNSKEY is in every cache)
+//!   Iret = Dprp + TTLsig + retire_safety       (no cached signature needs the old key)
 //!
 //! KSK, double-signature (RFC 6781 4.1.2, RFC 7583 3.3.1):
-//!   new:  published+signing DNSKEY ──Ipub──► ready: DS(new) submitted (partition: put in the
-//!         parent; apex: CDS/CDNSKEY, wait for the operator or a parent check) ──► ds_seen
-//!   old:  retired at ds_seen, removed (and its DS withdrawn) at
-//!         ds_seen + DprpP + TTLds + retire_safety (no cached DS points at it any more)
+//!   new:  published, signs the DNSKEY RRset ──Ipub──► ready: DS submitted (partition: written
+//!         in the parent we serve, seen at once; apex: CDS/CDNSKEY published, then wait for the
+//!         operator's `keys ds-seen` or the parent check) ──► ds_seen
+//!   old:  retired and removed (its DS withdrawn) at ds_seen(new) + IretKSK
+//!   IretKSK = DprpP + TTLds + retire_safety   (no cached DS points at the old key only)
 //! ```
+//! An unscheduled roll ([`request_roll`]) ends the current key's lifetime now; the steps and
+//! their waiting times stay the same, so even an emergency roll never breaks validation.
 
-/// Timing policy of a zone's keys (seconds). Defaults and why: `docs` on each field.
+/// Timing policy of a zone's keys (seconds). The defaults and the reason for each are in the
+/// field docs and in README.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// A ZSK is replaced after this long (30 days: limits what a leaked ZSK can sign).
@@ -72,17 +78,35 @@ impl Policy {
     pub fn ksk_retire_interval(&self) -> u64 {
         self.parent_propagation_delay + self.parent_ds_ttl + self.retire_safety
     }
+    fn lifetime(&self, role: KeyRole) -> u64 {
+        match role {
+            KeyRole::Zsk => self.zsk_lifetime,
+            KeyRole::Ksk => self.ksk_lifetime,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyRole {
     Ksk,
+    #[default]
     Zsk,
 }
 
-/// A key's timestamps (unix seconds); `None` = not (yet) scheduled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl KeyRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Ksk => "ksk",
+            KeyRole::Zsk => "zsk",
+        }
+    }
+}
+
+/// A key's timestamps (unix seconds); `None` = not (yet) reached.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyTimes {
+    /// Identity of the key in the store (key tags may collide).
+    pub id: i64,
     pub tag: u16,
     pub role: KeyRole,
     pub published: Option<u64>,
@@ -94,6 +118,8 @@ pub struct KeyTimes {
     pub ds_submitted: Option<u64>,
     /// KSK: when its DS was seen at the parent (partition: when written; apex: confirmation).
     pub ds_seen: Option<u64>,
+    /// An unscheduled roll was asked for at this time: the key's lifetime ends then.
+    pub roll_requested: Option<u64>,
 }
 
 /// The state of a key at a moment, computed from its timestamps.
@@ -107,22 +133,38 @@ pub enum KeyState {
     Removed,
 }
 
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Generated => "generated",
+            KeyState::Published => "published",
+            KeyState::Ready => "ready",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+            KeyState::Removed => "removed",
+        }
+    }
+}
+
+fn at(t: Option<u64>, now: u64) -> bool {
+    t.is_some_and(|t| t <= now)
+}
+
 impl KeyTimes {
     pub fn state(&self, now: u64, p: &Policy) -> KeyState {
-        let at = |t: Option<u64>| t.is_some_and(|t| t <= now);
-        if at(self.removed) {
+        if at(self.removed, now) {
             KeyState::Removed
-        } else if at(self.retired) {
+        } else if at(self.retired, now) {
             KeyState::Retired
-        } else if at(self.active) {
-            // the planner activates a key only once it is ready (except a zone's first keys)
+        } else if at(self.active, now) {
+            // the planner activates a ZSK only once it is ready (except a zone's first keys)
             KeyState::Active
         } else if self
             .published
             .is_some_and(|t| t + p.publish_interval() <= now)
         {
             KeyState::Ready
-        } else if at(self.published) {
+        } else if at(self.published, now) {
             KeyState::Published
         } else {
             KeyState::Generated
@@ -131,14 +173,18 @@ impl KeyTimes {
 
     /// The DNSKEY is in the zone.
     pub fn in_dnskey_rrset(&self, now: u64) -> bool {
-        self.published.is_some_and(|t| t <= now) && self.removed.is_none_or(|t| t > now)
+        at(self.published, now) && !at(self.removed, now)
     }
 
-    /// Its DS is (or should be) in the parent: from submission until removal.
+    /// Its DS is in the parent (partitions: we write it there from submission until removal).
     pub fn ds_in_parent(&self, now: u64) -> bool {
-        self.role == KeyRole::Ksk
-            && self.ds_submitted.is_some_and(|t| t <= now)
-            && self.removed.is_none_or(|t| t > now)
+        self.role == KeyRole::Ksk && at(self.ds_submitted, now) && !at(self.removed, now)
+    }
+
+    /// The end of its lifetime: scheduled, or earlier when a roll was asked for.
+    fn lifetime_end(&self, p: &Policy, now: u64) -> u64 {
+        let end = self.active.unwrap_or(now) + p.lifetime(self.role);
+        self.roll_requested.map_or(end, |r| r.min(end))
     }
 }
 
@@ -157,130 +203,191 @@ pub enum Action {
     /// Generate a key of this role and store it with `published = now` (and `active = now` for
     /// a KSK, which signs the DNSKEY RRset from the start in a double-signature roll).
     Generate(KeyRole),
-    /// Set these timestamps on a key (persist before acting on them).
-    Update(KeyTimes),
+    /// Persist these timestamps of a key (before acting on them); `step` says which step.
+    Update { key: KeyTimes, step: Step },
     /// The apex's rollover waits for the parent to show the DS of this key.
-    WaitForParentDs(u16),
+    WaitForParentDs { id: i64, tag: u16 },
+}
+
+/// The steps of the two state machines, for logs and `keys list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Publish a successor key (ZSK: pre-publication; KSK: published and signing DNSKEY).
+    PublishSuccessor,
+    /// ZSK: the successor starts signing the zone, the current key retires.
+    SwitchZsk,
+    /// A ZSK no longer signs and no cached signature needs it: remove its DNSKEY.
+    RemoveZsk,
+    /// KSK: the successor is in every cache: submit its DS (partition: write it; apex: CDS).
+    SubmitDs,
+    /// KSK: the successor's DS is at the parent (apex: operator or check confirms it).
+    DsSeen,
+    /// KSK: no cached DS needs the old key: remove it and withdraw its DS.
+    RemoveKsk,
+    /// A zone's first key of a role starts at once.
+    ActivateFirst,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::PublishSuccessor => "publish successor",
+            Step::SwitchZsk => "switch to the new ZSK",
+            Step::RemoveZsk => "remove the old ZSK",
+            Step::SubmitDs => "submit the new DS",
+            Step::DsSeen => "new DS seen at the parent",
+            Step::RemoveKsk => "remove the old KSK and its DS",
+            Step::ActivateFirst => "activate the first key",
+        }
+    }
 }
 
 /// The outcome of one step.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     pub actions: Vec<Action>,
-    /// When to run again (None: nothing is scheduled, e.g. waiting for an operator).
-    pub next_event: Option<u64>,
+    /// The next scheduled step and its time (None: nothing scheduled, e.g. waiting for the
+    /// parent, which only the operator or the parent check can end).
+    pub next: Option<(u64, Step)>,
 }
 
-/// One step of the rollover of `role` keys of a zone at `now`. Pure; apply the actions, persist
-/// them, and call again (at `next_event` at the latest). Running it twice at the same `now`
-/// after applying the first plan yields no action (idempotent).
+impl Plan {
+    pub fn next_event(&self) -> Option<u64> {
+        self.next.map(|(t, _)| t)
+    }
+    fn later(&mut self, t: u64, step: Step, now: u64) {
+        if t > now && self.next.is_none_or(|(n, _)| t < n) {
+            self.next = Some((t, step));
+        }
+    }
+    fn update(&mut self, key: KeyTimes, step: Step) {
+        self.actions.push(Action::Update { key, step });
+    }
+}
+
+/// One step of the rollover of the `role` keys of a zone at `now`. Pure; persist the actions,
+/// carry them out, and call again (at the next step's time at the latest). Calling it again at
+/// the same `now` after persisting the first plan yields no action (idempotent), so two runs
+/// that are serialised by a transaction do every step once.
 pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Parent) -> Plan {
     let mut out = Plan::default();
-    let next = |t: u64, out: &mut Plan| {
-        if t > now {
-            out.next_event = Some(out.next_event.map_or(t, |n| n.min(t)));
-        }
-    };
     let live: Vec<&KeyTimes> = keys
         .iter()
-        .filter(|k| k.role == role && k.removed.is_none_or(|t| t > now))
+        .filter(|k| k.role == role && !at(k.removed, now))
         .collect();
     if live.is_empty() {
         out.actions.push(Action::Generate(role));
         return out;
     }
-    let lifetime = if role == KeyRole::Zsk {
-        p.zsk_lifetime
-    } else {
-        p.ksk_lifetime
-    };
     // the current key: active and not retired; a ZSK successor is activated only when the
     // current one retires (so the last activated is current), while a new KSK signs from its
     // publication on (so the first activated is current until it is removed)
     let signing = live
         .iter()
-        .filter(|k| k.active.is_some_and(|t| t <= now) && k.retired.is_none());
+        .filter(|k| at(k.active, now) && k.retired.is_none());
     let current = match role {
-        KeyRole::Zsk => signing.max_by_key(|k| k.active),
-        KeyRole::Ksk => signing.min_by_key(|k| k.active),
+        KeyRole::Zsk => signing.max_by_key(|k| (k.active, k.id)),
+        KeyRole::Ksk => signing.min_by_key(|k| (k.active, k.id)),
     }
     .copied();
     let successor = live
         .iter()
-        .find(|k| current.is_none_or(|c| c.tag != k.tag) && k.retired.is_none())
+        .find(|k| current.is_none_or(|c| c.id != k.id) && k.retired.is_none())
         .copied();
     match role {
         KeyRole::Zsk => {
+            // retired ZSKs go once no cached signature can need them
+            for k in live.iter().filter(|k| at(k.retired, now)) {
+                let remove_at = k.retired.unwrap_or(now) + p.zsk_retire_interval();
+                if now >= remove_at {
+                    out.update(
+                        KeyTimes {
+                            removed: Some(now),
+                            ..(*k).clone()
+                        },
+                        Step::RemoveZsk,
+                    );
+                } else {
+                    out.later(remove_at, Step::RemoveZsk, now);
+                }
+            }
             let Some(cur) = current else {
-                // a ZSK published but not active yet (first key or after an emergency roll)
+                // nothing signs: the zone's first ZSK (or one left by a broken store) starts now
                 if let Some(s) = successor {
-                    let ready = s.published.unwrap_or(now) + p.publish_interval();
-                    if live.iter().all(|k| k.retired.is_some() || k.tag == s.tag)
-                        && s.active.is_none()
-                    {
-                        // nothing else signs: use it at once (first key of a zone)
-                        out.actions.push(Action::Update(KeyTimes {
+                    out.update(
+                        KeyTimes {
                             active: Some(now),
                             ..s.clone()
-                        }));
-                    } else {
-                        next(ready, &mut out);
-                    }
+                        },
+                        Step::ActivateFirst,
+                    );
                 }
                 return out;
             };
-            let end = cur.active.unwrap_or(now) + lifetime;
+            let end = cur.lifetime_end(p, now);
             match successor {
                 None => {
                     let publish_at = end.saturating_sub(p.publish_interval());
                     if now >= publish_at {
                         out.actions.push(Action::Generate(KeyRole::Zsk));
                     } else {
-                        next(publish_at, &mut out);
+                        out.later(publish_at, Step::PublishSuccessor, now);
                     }
                 }
                 Some(s) => {
                     let ready = s.published.unwrap_or(now) + p.publish_interval();
                     let switch = end.max(ready);
-                    if now >= switch && s.active.is_none() {
-                        out.actions.push(Action::Update(KeyTimes {
-                            active: Some(now),
-                            ..s.clone()
-                        }));
-                        out.actions.push(Action::Update(KeyTimes {
-                            retired: Some(now),
-                            removed: Some(now + p.zsk_retire_interval()),
-                            ..cur.clone()
-                        }));
+                    if now >= switch {
+                        out.update(
+                            KeyTimes {
+                                active: Some(now),
+                                ..s.clone()
+                            },
+                            Step::SwitchZsk,
+                        );
+                        out.update(
+                            KeyTimes {
+                                retired: Some(now),
+                                ..cur.clone()
+                            },
+                            Step::SwitchZsk,
+                        );
+                        out.later(now + p.zsk_retire_interval(), Step::RemoveZsk, now);
                     } else {
-                        next(switch, &mut out);
+                        out.later(switch, Step::SwitchZsk, now);
                     }
                 }
             }
         }
         KeyRole::Ksk => {
-            let Some(cur) = current else { return out };
-            // a KSK with no DS yet (first key): submit at once
+            let Some(cur) = current else {
+                if let Some(s) = successor {
+                    out.update(
+                        KeyTimes {
+                            active: Some(now),
+                            ..s.clone()
+                        },
+                        Step::ActivateFirst,
+                    );
+                }
+                return out;
+            };
+            // the zone's first KSK: its DS goes to the parent at once (the operator registers
+            // the apex's DS when setting the zone up)
             if cur.ds_submitted.is_none() {
                 let mut k = cur.clone();
                 k.ds_submitted = Some(now);
-                if parent == Parent::Ours {
-                    k.ds_seen = Some(now);
-                }
-                out.actions.push(Action::Update(k));
+                k.ds_seen = Some(now);
+                out.update(k, Step::SubmitDs);
                 return out;
             }
-            let end = cur.active.unwrap_or(now) + lifetime;
-            let Some(s) = live
-                .iter()
-                .find(|k| k.tag != cur.tag && k.retired.is_none())
-                .copied()
-            else {
+            let end = cur.lifetime_end(p, now);
+            let Some(s) = successor else {
                 let publish_at = end.saturating_sub(p.publish_interval());
                 if now >= publish_at {
                     out.actions.push(Action::Generate(KeyRole::Ksk));
                 } else {
-                    next(publish_at, &mut out);
+                    out.later(publish_at, Step::PublishSuccessor, now);
                 }
                 return out;
             };
@@ -292,157 +399,419 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
                     if parent == Parent::Ours {
                         k.ds_seen = Some(now);
                     }
-                    out.actions.push(Action::Update(k));
+                    out.update(k, Step::SubmitDs);
+                    if parent == Parent::Ours {
+                        out.later(now + p.ksk_retire_interval(), Step::RemoveKsk, now);
+                    }
                 } else {
-                    next(ready, &mut out);
+                    out.later(ready, Step::SubmitDs, now);
                 }
                 return out;
             }
             let Some(seen) = s.ds_seen else {
-                out.actions.push(Action::WaitForParentDs(s.tag));
+                out.actions.push(Action::WaitForParentDs {
+                    id: s.id,
+                    tag: s.tag,
+                });
                 return out;
             };
             // the old DS may be cached until seen + DprpP + TTLds (+ safety): only then go
             let remove_old = seen + p.ksk_retire_interval();
             if now >= remove_old {
-                out.actions.push(Action::Update(KeyTimes {
-                    retired: Some(now),
-                    removed: Some(now),
-                    ..cur.clone()
-                }));
+                out.update(
+                    KeyTimes {
+                        retired: Some(now),
+                        removed: Some(now),
+                        ..cur.clone()
+                    },
+                    Step::RemoveKsk,
+                );
             } else {
-                next(remove_old, &mut out);
+                out.later(remove_old, Step::RemoveKsk, now);
             }
         }
     }
     out
 }
 
+/// Why an operator's request cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The zone has no active key of that role.
+    NoCurrentKey(KeyRole),
+    /// A rollover of that role is already under way (its successor key, by tag).
+    InProgress(KeyRole, u16),
+    /// No KSK of the zone waits for its DS to be seen.
+    NothingWaits,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NoCurrentKey(r) => write!(f, "the zone has no active {}", r.as_str()),
+            Refusal::InProgress(r, tag) => write!(
+                f,
+                "a {} rollover is already under way (successor key {tag})",
+                r.as_str()
+            ),
+            Refusal::NothingWaits => f.write_str("no KSK of this zone waits for its DS"),
+        }
+    }
+}
+
+/// An unscheduled roll: ends the current key's lifetime now; the next [`plan`] publishes its
+/// successor and every following step keeps its safe waiting time.
+pub fn request_roll(role: KeyRole, keys: &[KeyTimes], now: u64) -> Result<KeyTimes, Refusal> {
+    let live: Vec<&KeyTimes> = keys
+        .iter()
+        .filter(|k| k.role == role && !at(k.removed, now))
+        .collect();
+    let signing = live
+        .iter()
+        .filter(|k| at(k.active, now) && k.retired.is_none());
+    let cur = match role {
+        KeyRole::Zsk => signing.max_by_key(|k| (k.active, k.id)),
+        KeyRole::Ksk => signing.min_by_key(|k| (k.active, k.id)),
+    }
+    .ok_or(Refusal::NoCurrentKey(role))?;
+    if let Some(s) = live.iter().find(|k| k.id != cur.id && k.retired.is_none()) {
+        return Err(Refusal::InProgress(role, s.tag));
+    }
+    Ok(KeyTimes {
+        roll_requested: Some(now),
+        ..(*cur).clone()
+    })
+}
+
+/// The operator (or the parent check) saw the DS of the KSK that waits for it.
+pub fn confirm_ds_seen(keys: &[KeyTimes], now: u64) -> Result<KeyTimes, Refusal> {
+    keys.iter()
+        .find(|k| {
+            k.role == KeyRole::Ksk
+                && at(k.ds_submitted, now)
+                && k.ds_seen.is_none()
+                && !at(k.removed, now)
+        })
+        .map(|k| KeyTimes {
+            ds_seen: Some(now),
+            ..k.clone()
+        })
+        .ok_or(Refusal::NothingWaits)
+}
+
+/// What a zone and its parent publish at `now`, by key id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySets {
+    /// Keys in the DNSKEY RRset.
+    pub dnskey: Vec<i64>,
+    /// Keys that sign the DNSKEY RRset (and CDS/CDNSKEY).
+    pub ksk_signers: Vec<i64>,
+    /// The key that signs everything else (one, but a list to catch a broken store).
+    pub zsk_signers: Vec<i64>,
+    /// Keys whose DS the parent we serve publishes.
+    pub parent_ds: Vec<i64>,
+    /// Keys published as CDS/CDNSKEY (apex: the incoming KSK while it waits for the parent).
+    pub cds: Vec<i64>,
+}
+
+pub fn key_sets(keys: &[KeyTimes], now: u64, parent: Parent) -> KeySets {
+    let mut s = KeySets::default();
+    for k in keys {
+        if !k.in_dnskey_rrset(now) {
+            continue;
+        }
+        s.dnskey.push(k.id);
+        let active = at(k.active, now) && !at(k.retired, now);
+        match k.role {
+            KeyRole::Ksk => {
+                if active {
+                    s.ksk_signers.push(k.id);
+                }
+                if k.ds_in_parent(now) {
+                    s.parent_ds.push(k.id);
+                }
+                if parent == Parent::External && at(k.ds_submitted, now) && k.ds_seen.is_none() {
+                    s.cds.push(k.id);
+                }
+            }
+            KeyRole::Zsk => {
+                if active {
+                    s.zsk_signers.push(k.id);
+                }
+            }
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    fn apply(keys: &mut Vec<KeyTimes>, plan: &Plan, now: u64, tag: &mut u16) {
-        for a in &plan.actions {
-            match a {
-                Action::Generate(role) => {
-                    *tag += 1;
-                    keys.push(KeyTimes {
-                        tag: *tag,
-                        role: *role,
-                        published: Some(now),
-                        active: if *role == KeyRole::Ksk {
-                            Some(now)
-                        } else {
-                            None
-                        },
-                        retired: None,
-                        removed: None,
-                        ds_submitted: None,
-                        ds_seen: None,
-                    })
-                }
-                Action::Update(k) => {
-                    let i = keys.iter().position(|x| x.tag == k.tag).unwrap();
-                    keys[i] = k.clone();
-                }
-                Action::WaitForParentDs(_) => {}
-            }
-        }
+    const T0: u64 = 1_800_000_000;
+
+    /// A zone's keys driven by the planner as the roll command does, with an operator who
+    /// confirms the apex's DS `confirm_after` seconds after the CDS appears (None: never), and
+    /// the history of what was published, to check what validators may hold in their caches.
+    struct Sim {
+        p: Policy,
+        parent: Parent,
+        confirm_after: Option<u64>,
+        keys: Vec<KeyTimes>,
+        next_id: i64,
+        history: Vec<(u64, KeySets)>,
     }
 
-    /// Runs both roles from an empty zone for `days`, checking the invariants at every event
-    /// and at every hour in between.
-    fn simulate(p: Policy, parent: Parent, days: u64, confirm_after: u64) -> Vec<KeyTimes> {
-        let mut keys = Vec::new();
-        let mut tag = 0u16;
-        let start = 1_800_000_000u64;
-        let mut now = start;
-        let end = start + days * 86400;
-        let mut steps = 0;
-        while now <= end {
-            for role in [KeyRole::Ksk, KeyRole::Zsk] {
-                for _ in 0..4 {
-                    let plan = plan(role, &keys, now, &p, parent);
-                    if plan
-                        .actions
-                        .iter()
-                        .all(|a| matches!(a, Action::WaitForParentDs(_)))
-                    {
-                        // the operator confirms the DS some time after the CDS appeared
-                        for a in &plan.actions {
-                            if let Action::WaitForParentDs(t) = a {
-                                let k = keys.iter_mut().find(|k| k.tag == *t).unwrap();
-                                if now >= k.ds_submitted.unwrap() + confirm_after {
-                                    k.ds_seen = Some(now);
-                                }
+    impl Sim {
+        fn new(p: Policy, parent: Parent, confirm_after: Option<u64>) -> Self {
+            Self {
+                p,
+                parent,
+                confirm_after,
+                keys: Vec::new(),
+                next_id: 0,
+                history: Vec::new(),
+            }
+        }
+
+        fn apply(&mut self, actions: &[Action], now: u64) {
+            for a in actions {
+                match a {
+                    Action::Generate(role) => {
+                        self.next_id += 1;
+                        self.keys.push(KeyTimes {
+                            id: self.next_id,
+                            tag: self.next_id as u16,
+                            role: *role,
+                            published: Some(now),
+                            active: (*role == KeyRole::Ksk).then_some(now),
+                            ..KeyTimes::default()
+                        })
+                    }
+                    Action::Update { key, .. } => {
+                        let i = self.keys.iter().position(|x| x.id == key.id).unwrap();
+                        self.keys[i] = key.clone();
+                    }
+                    Action::WaitForParentDs { .. } => {
+                        if let Ok(k) = confirm_ds_seen(&self.keys, now) {
+                            if self
+                                .confirm_after
+                                .is_some_and(|d| now >= k.ds_submitted.unwrap() + d)
+                            {
+                                self.apply(
+                                    &[Action::Update {
+                                        key: k,
+                                        step: Step::DsSeen,
+                                    }],
+                                    now,
+                                );
                             }
                         }
-                        break;
                     }
-                    apply(&mut keys, &plan, now, &mut tag);
                 }
             }
-            check(&keys, now, &p);
-            now += 3600;
-            steps += 1;
-            assert!(steps < 100_000);
         }
-        keys
-    }
 
-    /// At every moment: a published, active key of each role; every DS in the parent matches a
-    /// published DNSKEY; every signature in caches was made by a key still published.
-    fn check(keys: &[KeyTimes], now: u64, p: &Policy) {
-        for role in [KeyRole::Ksk, KeyRole::Zsk] {
-            let active: Vec<_> = keys
+        /// One run of the roll command at `now`: every due step of both roles.
+        fn step(&mut self, now: u64) -> Option<u64> {
+            let mut next: Option<u64> = None;
+            for role in [KeyRole::Ksk, KeyRole::Zsk] {
+                for i in 0.. {
+                    assert!(i < 8, "the planner does not settle: {:?}", self.keys);
+                    let pl = plan(role, &self.keys, now, &self.p, self.parent);
+                    let acts = pl
+                        .actions
+                        .iter()
+                        .any(|a| !matches!(a, Action::WaitForParentDs { .. }));
+                    self.apply(&pl.actions, now);
+                    if !acts {
+                        next = match (next, pl.next_event()) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        break;
+                    }
+                }
+            }
+            let sets = key_sets(&self.keys, now, self.parent);
+            if self.history.last().is_none_or(|(_, s)| *s != sets) {
+                self.history.push((now, sets));
+            }
+            next
+        }
+
+        /// The sets published at some time in `[from, to]`.
+        fn during(&self, from: u64, to: u64) -> Vec<&KeySets> {
+            let first = self
+                .history
                 .iter()
-                .filter(|k| k.role == role && k.state(now, p) == KeyState::Active)
-                .collect();
-            assert!(
-                !active.is_empty() || now == 1_800_000_000,
-                "no active {role:?} at {now}: {keys:?}"
-            );
-        }
-        for k in keys.iter().filter(|k| k.ds_in_parent(now)) {
-            assert!(
-                k.in_dnskey_rrset(now),
-                "DS of {} without DNSKEY at {now}",
-                k.tag
-            );
-        }
-        // a ZSK is removed only Iret after it stopped signing
-        for k in keys
-            .iter()
-            .filter(|k| k.role == KeyRole::Zsk && k.removed.is_some_and(|t| t <= now))
-        {
-            assert!(k.removed.unwrap() >= k.retired.unwrap() + p.zsk_retire_interval());
-        }
-        // a DS that caches may still hold (within DprpP + TTLds of its withdrawal) has a DNSKEY:
-        // the old KSK goes only after the new DS has been seen for the retire interval
-        for k in keys
-            .iter()
-            .filter(|k| k.role == KeyRole::Ksk && k.removed.is_some_and(|t| t <= now))
-        {
-            let successor_seen = keys
+                .rposition(|(t, _)| *t <= from)
+                .unwrap_or(0);
+            self.history[first..]
                 .iter()
-                .filter(|s| s.role == KeyRole::Ksk && s.tag != k.tag)
-                .filter_map(|s| s.ds_seen)
-                .min();
-            assert!(
-                successor_seen.is_some_and(|s| k.removed.unwrap() >= s + p.ksk_retire_interval()),
-                "KSK {} removed too early",
-                k.tag
-            );
+                .filter(|(t, _)| *t <= to)
+                .map(|(_, s)| s)
+                .collect()
+        }
+
+        /// The parent's DS at its smallest: only the newest key whose DS the parent has at
+        /// `t`, counting it there from `ds_seen` (`early` = from `ds_submitted`, as a parent
+        /// that follows CDS at once may do).
+        fn parent_ds(&self, t: u64, early: bool) -> Option<i64> {
+            self.keys
+                .iter()
+                .filter(|k| k.role == KeyRole::Ksk && !at(k.removed, t))
+                .filter_map(|k| {
+                    let since = if early { k.ds_submitted } else { k.ds_seen };
+                    since.filter(|s| *s <= t).map(|s| (s, k.id))
+                })
+                .max()
+                .map(|(_, id)| id)
+        }
+
+        /// The invariants at `now`, including what validators may still have cached.
+        fn check(&self, now: u64) {
+            let p = &self.p;
+            let sets = key_sets(&self.keys, now, self.parent);
+            for role in [KeyRole::Ksk, KeyRole::Zsk] {
+                assert!(
+                    self.keys.iter().any(|k| k.role == role
+                        && k.in_dnskey_rrset(now)
+                        && k.state(now, p) == KeyState::Active),
+                    "no published, active {role:?} at {now}: {:?}",
+                    self.keys
+                );
+            }
+            assert_eq!(sets.zsk_signers.len(), 1, "one ZSK signs at {now}");
+            for id in sets
+                .zsk_signers
+                .iter()
+                .chain(&sets.ksk_signers)
+                .chain(&sets.parent_ds)
+                .chain(&sets.cds)
+            {
+                assert!(sets.dnskey.contains(id), "key {id} used but not published");
+            }
+            let ttl_key = p.propagation_delay + p.dnskey_ttl;
+            let ttl_sig = p.propagation_delay + p.max_zone_ttl;
+            let ttl_ds = p.parent_propagation_delay + p.parent_ds_ttl;
+            // a validator with a DNSKEY RRset cached since t has today's ZSK and a key of the
+            // parent's DS among today's KSK signers...
+            for old in self.during(now.saturating_sub(ttl_key), now) {
+                for z in &sets.zsk_signers {
+                    assert!(
+                        old.dnskey.contains(z),
+                        "ZSK {z} signs before it is in caches at {now}"
+                    );
+                }
+                let ds = self.parent_ds(now, true).expect("a DS in the parent");
+                assert!(
+                    old.ksk_signers.contains(&ds),
+                    "DS {ds} at the parent before its key is in caches at {now}"
+                );
+            }
+            // ...and one with a signature cached since t still finds its key
+            for old in self.during(now.saturating_sub(ttl_sig), now) {
+                for z in &old.zsk_signers {
+                    assert!(
+                        sets.dnskey.contains(z),
+                        "ZSK {z} removed while its signatures are cached at {now}"
+                    );
+                }
+            }
+            // one with a DS RRset cached since t finds a KSK of it signing today's DNSKEY RRset
+            for ds in self.ds_during(now.saturating_sub(ttl_ds), now) {
+                assert!(
+                    sets.ksk_signers.contains(&ds),
+                    "cached DS {ds} has no signing KSK at {now}"
+                );
+            }
+        }
+
+        /// Every value `parent_ds(t, false)` takes for t in `[from, to]` (it changes only at
+        /// the keys' timestamps).
+        fn ds_during(&self, from: u64, to: u64) -> Vec<i64> {
+            let mut times = vec![from];
+            for k in &self.keys {
+                for t in [k.ds_seen, k.ds_submitted, k.removed].into_iter().flatten() {
+                    if t > from && t <= to {
+                        times.push(t);
+                    }
+                }
+            }
+            times
+                .into_iter()
+                .filter_map(|t| self.parent_ds(t, false))
+                .collect()
+        }
+
+        /// Runs the roll command every `every` seconds (and at each scheduled step) for
+        /// `secs`, checking the invariants after every run; `rolls` are unscheduled rolls.
+        fn run(&mut self, secs: u64, every: u64, rolls: &[(u64, KeyRole)]) {
+            let mut now = T0;
+            let mut rolls: Vec<_> = rolls.iter().map(|(t, r)| (T0 + t, *r)).collect();
+            rolls.sort_by_key(|r| r.0);
+            let mut runs = 0;
+            while now <= T0 + secs {
+                while rolls.first().is_some_and(|r| r.0 <= now) {
+                    let (_, role) = rolls.remove(0);
+                    if let Ok(k) = request_roll(role, &self.keys, now) {
+                        self.apply(
+                            &[Action::Update {
+                                key: k,
+                                step: Step::PublishSuccessor,
+                            }],
+                            now,
+                        );
+                    }
+                }
+                let next = self.step(now);
+                self.check(now);
+                // idempotent: a second run at the same moment does nothing
+                for role in [KeyRole::Ksk, KeyRole::Zsk] {
+                    let again = plan(role, &self.keys, now, &self.p, self.parent);
+                    assert!(
+                        again
+                            .actions
+                            .iter()
+                            .all(|a| matches!(a, Action::WaitForParentDs { .. })),
+                        "second run at {now} acts: {again:?}"
+                    );
+                }
+                let mut t = now + every;
+                if let Some(n) = next {
+                    t = t.min(n);
+                }
+                if let Some(r) = rolls.first() {
+                    t = t.min(r.0);
+                }
+                now = t.max(now + 1);
+                runs += 1;
+                assert!(runs < 200_000);
+            }
+        }
+
+        fn of(&self, role: KeyRole) -> Vec<&KeyTimes> {
+            self.keys.iter().filter(|k| k.role == role).collect()
         }
     }
 
     #[test]
     fn formulas_of_rfc_7583() {
-        let p = Policy::default();
-        assert_eq!(p.publish_interval(), 300 + 3600 + 3600);
-        assert_eq!(p.zsk_retire_interval(), 300 + 3600 + 3600);
-        assert_eq!(p.ksk_retire_interval(), 300 + 3600 + 3600);
+        let p = Policy {
+            propagation_delay: 1,
+            dnskey_ttl: 20,
+            max_zone_ttl: 300,
+            parent_ds_ttl: 4000,
+            parent_propagation_delay: 50_000,
+            publish_safety: 7,
+            retire_safety: 11,
+            ..Policy::default()
+        };
+        assert_eq!(p.publish_interval(), 1 + 20 + 7);
+        assert_eq!(p.zsk_retire_interval(), 1 + 300 + 11);
+        assert_eq!(p.ksk_retire_interval(), 50_000 + 4000 + 11);
     }
 
     #[test]
@@ -451,41 +820,43 @@ mod tests {
             zsk_lifetime: 10 * 86400,
             ..Policy::default()
         };
-        let keys = simulate(p, Parent::Ours, 25, 0);
-        let zsks: Vec<_> = keys.iter().filter(|k| k.role == KeyRole::Zsk).collect();
-        assert!(zsks.len() >= 3, "two rollovers in 25 days: {zsks:?}");
+        let mut sim = Sim::new(p, Parent::Ours, Some(0));
+        sim.run(25 * 86400, 86400, &[]);
+        let zsks = sim.of(KeyRole::Zsk);
+        assert_eq!(zsks.len(), 3, "two rollovers in 25 days: {zsks:?}");
         for w in zsks.windows(2) {
             let (old, new) = (w[0], w[1]);
-            // the successor is published Ipub before the old key's lifetime ends (hour grid)
             let end = old.active.unwrap() + p.zsk_lifetime;
-            assert!(new.published.unwrap() <= end - p.publish_interval() + 3600);
-            // and used only when ready
-            assert!(new.active.unwrap() >= new.published.unwrap() + p.publish_interval());
-            assert_eq!(
-                old.retired, new.active,
-                "the old key stops when the new one starts"
-            );
-            assert_eq!(
-                old.removed.unwrap(),
-                old.retired.unwrap() + p.zsk_retire_interval()
-            );
+            // Tpub = end - Ipub, switch at the end of the lifetime, removal Iret later
+            assert_eq!(new.published.unwrap(), end - p.publish_interval());
+            assert_eq!(new.active.unwrap(), end);
+            assert_eq!(old.retired, new.active, "one ZSK signs at a time");
+            assert_eq!(old.removed.unwrap(), end + p.zsk_retire_interval());
         }
     }
 
     #[test]
-    fn partition_ksk_rolls_end_to_end() {
+    fn partition_ksk_double_signature_timing() {
         let p = Policy {
             ksk_lifetime: 5 * 86400,
             ..Policy::default()
         };
-        let keys = simulate(p, Parent::Ours, 12, 0);
-        let ksks: Vec<_> = keys.iter().filter(|k| k.role == KeyRole::Ksk).collect();
-        assert!(ksks.len() >= 3);
+        let mut sim = Sim::new(p, Parent::Ours, None);
+        sim.run(12 * 86400, 86400, &[]);
+        let ksks = sim.of(KeyRole::Ksk);
+        assert_eq!(ksks.len(), 3);
         for w in ksks.windows(2) {
             let (old, new) = (w[0], w[1]);
-            assert!(new.ds_submitted.unwrap() >= new.published.unwrap() + p.publish_interval());
+            let end = old.active.unwrap() + p.ksk_lifetime;
+            assert_eq!(new.published.unwrap(), end - p.publish_interval());
+            assert_eq!(new.active, new.published, "signs the DNSKEY RRset at once");
+            assert_eq!(
+                new.ds_submitted.unwrap(),
+                end,
+                "DS once the DNSKEY is in caches"
+            );
             assert_eq!(new.ds_seen, new.ds_submitted, "we own the parent");
-            assert!(old.removed.unwrap() >= new.ds_seen.unwrap() + p.ksk_retire_interval());
+            assert_eq!(old.removed.unwrap(), end + p.ksk_retire_interval());
         }
     }
 
@@ -496,54 +867,147 @@ mod tests {
             ..Policy::default()
         };
         // the operator confirms two days after the CDS appears
-        let keys = simulate(p, Parent::External, 12, 2 * 86400);
-        let ksks: Vec<_> = keys.iter().filter(|k| k.role == KeyRole::Ksk).collect();
-        assert!(
-            ksks.iter().skip(1).any(|k| k.ds_seen.is_some()),
-            "a rollover completed: {ksks:?}"
+        let mut sim = Sim::new(p, Parent::External, Some(2 * 86400));
+        sim.run(12 * 86400, 3600, &[]);
+        let ksks = sim.of(KeyRole::Ksk);
+        let second = ksks[1];
+        let submitted = second.ds_submitted.unwrap();
+        assert_eq!(second.ds_seen.unwrap(), submitted + 2 * 86400);
+        assert_eq!(
+            ksks[0].removed.unwrap(),
+            second.ds_seen.unwrap() + p.ksk_retire_interval()
         );
-        assert!(
-            ksks.iter().any(|k| k.removed.is_some()),
-            "an old KSK was removed: {ksks:?}"
-        );
-        for w in ksks.windows(2) {
-            let (old, new) = (w[0], w[1]);
-            if let Some(seen) = new.ds_seen {
-                assert!(seen >= new.ds_submitted.unwrap() + 2 * 86400);
-                assert!(old
-                    .removed
-                    .is_none_or(|r| r >= seen + p.ksk_retire_interval()));
-            } else {
-                assert!(
-                    old.removed.is_none(),
-                    "never remove the old KSK before the new DS is seen"
-                );
-            }
-        }
-        // never confirmed: the old key stays forever
-        let keys = simulate(p, Parent::External, 12, u64::MAX / 4);
-        assert!(keys
+        // CDS only while the new key waits for the parent
+        let cds: Vec<_> = sim
+            .history
             .iter()
-            .filter(|k| k.role == KeyRole::Ksk)
-            .all(|k| k.removed.is_none()));
+            .filter(|(_, s)| !s.cds.is_empty())
+            .collect();
+        assert!(cds
+            .iter()
+            .all(|(t, s)| s.cds == vec![second.id] || *t > ksks[0].removed.unwrap()));
+        assert_eq!(cds.first().unwrap().0, submitted);
+
+        // never confirmed: the old key stays, the new one waits with its CDS published
+        let mut sim = Sim::new(p, Parent::External, None);
+        sim.run(12 * 86400, 3600, &[]);
+        let ksks = sim.of(KeyRole::Ksk);
+        assert_eq!(ksks.len(), 2);
+        assert!(ksks.iter().all(|k| k.removed.is_none()));
+        let last = &sim.history.last().unwrap().1;
+        assert_eq!(last.cds, vec![ksks[1].id]);
+        assert_eq!(last.ksk_signers.len(), 2, "both sign the DNSKEY RRset");
     }
 
     #[test]
-    fn idempotent_at_the_same_moment() {
+    fn unscheduled_roll_keeps_the_waiting_times() {
         let p = Policy::default();
-        let mut keys = Vec::new();
-        let mut tag = 0;
-        let now = 1_800_000_000;
-        for role in [KeyRole::Ksk, KeyRole::Zsk] {
-            for _ in 0..4 {
-                let pl = plan(role, &keys, now, &p, Parent::Ours);
-                apply(&mut keys, &pl, now, &mut tag);
+        let mut sim = Sim::new(p, Parent::Ours, None);
+        sim.run(
+            2 * 86400,
+            600,
+            &[(3600, KeyRole::Zsk), (7200, KeyRole::Ksk)],
+        );
+        let zsks = sim.of(KeyRole::Zsk);
+        assert_eq!(zsks.len(), 2);
+        assert_eq!(zsks[1].published.unwrap(), T0 + 3600);
+        assert_eq!(zsks[1].active.unwrap(), T0 + 3600 + p.publish_interval());
+        let ksks = sim.of(KeyRole::Ksk);
+        assert_eq!(ksks.len(), 2);
+        assert_eq!(
+            ksks[1].ds_submitted.unwrap(),
+            T0 + 7200 + p.publish_interval()
+        );
+        assert!(ksks[0].removed.is_some());
+        // a second request while one is under way is refused
+        let mut sim = Sim::new(p, Parent::Ours, None);
+        sim.step(T0);
+        let k = request_roll(KeyRole::Zsk, &sim.keys, T0 + 10).unwrap();
+        sim.apply(
+            &[Action::Update {
+                key: k,
+                step: Step::PublishSuccessor,
+            }],
+            T0 + 10,
+        );
+        sim.step(T0 + 10);
+        assert!(matches!(
+            request_roll(KeyRole::Zsk, &sim.keys, T0 + 20),
+            Err(Refusal::InProgress(KeyRole::Zsk, _))
+        ));
+        assert_eq!(
+            confirm_ds_seen(&sim.keys, T0 + 20),
+            Err(Refusal::NothingWaits)
+        );
+    }
+
+    #[test]
+    fn next_step_is_announced() {
+        let p = Policy::default();
+        let mut sim = Sim::new(p, Parent::Ours, None);
+        sim.step(T0);
+        let pl = plan(KeyRole::Zsk, &sim.keys, T0, &p, Parent::Ours);
+        assert!(pl.actions.is_empty());
+        assert_eq!(
+            pl.next,
+            Some((
+                T0 + p.zsk_lifetime - p.publish_interval(),
+                Step::PublishSuccessor
+            ))
+        );
+        let pl = plan(KeyRole::Ksk, &sim.keys, T0, &p, Parent::Ours);
+        assert_eq!(
+            pl.next,
+            Some((
+                T0 + p.ksk_lifetime - p.publish_interval(),
+                Step::PublishSuccessor
+            ))
+        );
+    }
+
+    fn policy() -> impl Strategy<Value = Policy> {
+        (
+            (3600u64..10 * 86400, 3600u64..10 * 86400),
+            (0u64..600, 1u64..7200, 1u64..7200),
+            (1u64..7200, 0u64..86400),
+            (0u64..3600, 0u64..3600),
+        )
+            .prop_map(|((zl, kl), (dp, kt, mt), (dt, pp), (ps, rs))| Policy {
+                zsk_lifetime: zl,
+                ksk_lifetime: kl,
+                propagation_delay: dp,
+                dnskey_ttl: kt,
+                max_zone_ttl: mt,
+                parent_ds_ttl: dt,
+                parent_propagation_delay: pp,
+                publish_safety: ps,
+                retire_safety: rs,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// At every moment each zone has a published, active key of each role; every DS and
+        /// every signature, published or still in a cache, matches a published DNSKEY.
+        #[test]
+        fn rollovers_never_break_validation(
+            p in policy(),
+            external in any::<bool>(),
+            confirm in proptest::option::weighted(0.8, 0u64..3 * 86400),
+            every in 60u64..7200,
+            rolls in proptest::collection::vec((0u64..20 * 86400, any::<bool>()), 0..4),
+        ) {
+            let parent = if external { Parent::External } else { Parent::Ours };
+            let rolls: Vec<_> = rolls
+                .into_iter()
+                .map(|(t, z)| (t, if z { KeyRole::Zsk } else { KeyRole::Ksk }))
+                .collect();
+            let mut sim = Sim::new(p, parent, confirm);
+            sim.run(20 * 86400, every, &rolls);
+            // keys roll: more than one ZSK when the lifetime is shorter than the run
+            if p.zsk_lifetime < 15 * 86400 {
+                prop_assert!(sim.of(KeyRole::Zsk).len() >= 2);
             }
-            assert!(plan(role, &keys, now, &p, Parent::Ours).actions.is_empty());
         }
-        let next = plan(KeyRole::Zsk, &keys, now, &p, Parent::Ours)
-            .next_event
-            .unwrap();
-        assert_eq!(next, now + p.zsk_lifetime - p.publish_interval());
     }
 }
