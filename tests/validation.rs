@@ -284,11 +284,14 @@ fn ed25519_zones_validate_too() {
             .iter()
             .all(|k| u8::from(hickory_proto::dnssec::PublicKey::algorithm(k.public_key())) == 15));
     }
-    let list = server.cmd(&["keys", "list"]);
-    assert!(
-        list.lines()
-            .skip(1)
-            .all(|l| l.split_whitespace().nth(2) == Some("15")),
-        "{list}"
-    );
+    let list: serde_json::Value =
+        serde_json::from_str(&server.cmd(&["keys", "list", "--json"])).unwrap();
+    let algs: Vec<u64> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|z| z["keys"].as_array().unwrap())
+        .map(|k| k["algorithm"].as_u64().unwrap())
+        .collect();
+    assert_eq!(algs, vec![15; 4], "{list}");
 }

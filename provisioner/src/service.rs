@@ -48,7 +48,7 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "A valid bearer token is required.")
     }
-    fn forbidden() -> Self {
+    pub fn forbidden() -> Self {
         Self::new(403, "Forbidden", "This operation needs the admin token.")
     }
     fn invalid(code: &'static str, details: impl Into<String>) -> Self {

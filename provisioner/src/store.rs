@@ -17,9 +17,11 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{
     BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 
 pub mod tenancy;
+
+pub use rusqlite::Transaction;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +107,14 @@ const MIGRATIONS: &[&str] = &[
         not_after INTEGER NOT NULL,
         PRIMARY KEY (partition, role, position)
      );",
+    // 3: key rollovers: the DS steps, unscheduled rolls, deleted key files; a per-zone counter
+    // that every key change bumps, which the running server follows
+    "ALTER TABLE keys ADD COLUMN ds_submitted_at INTEGER;
+     ALTER TABLE keys ADD COLUMN ds_seen_at INTEGER;
+     ALTER TABLE keys ADD COLUMN roll_requested_at INTEGER;
+     ALTER TABLE keys ADD COLUMN purged_at INTEGER;
+     UPDATE keys SET ds_submitted_at = published_at, ds_seen_at = published_at WHERE role = 'ksk';
+     ALTER TABLE zones ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A stored key's metadata.
@@ -121,6 +131,11 @@ pub struct KeyRow {
     pub active_at: Option<i64>,
     pub retired_at: Option<i64>,
     pub removed_at: Option<i64>,
+    pub ds_submitted_at: Option<i64>,
+    pub ds_seen_at: Option<i64>,
+    pub roll_requested_at: Option<i64>,
+    /// When the key file was deleted (some time after removal).
+    pub purged_at: Option<i64>,
 }
 
 /// One RRset as stored.
@@ -290,26 +305,23 @@ impl Store {
         keys_in(&self.conn, zone)
     }
 
-    pub fn insert_key(&mut self, k: &KeyRow) -> Result<i64> {
-        insert_key(&self.conn, k)
+    /// The largest TTL of the zone's stored records (0 when it has none).
+    pub fn max_ttl(&self, zone: &Name) -> Result<u32> {
+        max_ttl(&self.conn, zone)
     }
 
-    /// Inside one write transaction (so concurrent processes do not both create keys): reads the
-    /// zone's keys, lets `make` create what is missing (it writes the key files), stores the rows.
-    pub fn add_keys_if_missing(
-        &mut self,
-        zone: &Name,
-        make: impl FnOnce(&[KeyRow]) -> std::result::Result<Vec<KeyRow>, String>,
-    ) -> Result<()> {
-        let tx = self
+    /// The key version of every zone (bumped by every key change).
+    pub fn key_versions(&self) -> Result<Vec<(Name, i64)>> {
+        let mut st = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let existing = keys_in(&tx, zone)?;
-        for k in make(&existing).map_err(StoreError::Data)? {
-            insert_key(&tx, &k)?;
+            .prepare_cached("SELECT name, key_version FROM zones ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (z, v) = row?;
+            out.push((parse_name(&z)?, v));
         }
-        tx.commit()?;
-        Ok(())
+        Ok(out)
     }
 
     /// All RRsets of a zone, grouped, in no particular order.
@@ -355,11 +367,21 @@ impl Store {
     /// Runs `f` inside one write transaction (for use cases that combine their own tables with
     /// zone content).
     pub fn transaction<T>(&mut self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.transaction_with(f)
+    }
+
+    /// [`Store::transaction`] for callers with their own error type: nothing is written unless
+    /// `f` returns `Ok`.
+    pub fn transaction_with<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let tx = self
             .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         let out = f(&tx)?;
-        tx.commit()?;
+        tx.commit().map_err(StoreError::from)?;
         Ok(out)
     }
 
@@ -440,7 +462,8 @@ pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64>
 fn keys_in(conn: &Connection, zone: &Name) -> Result<Vec<KeyRow>> {
     let mut st = conn.prepare_cached(
         "SELECT id, zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
-                retired_at, removed_at FROM keys WHERE zone=?1 ORDER BY id",
+                retired_at, removed_at, ds_submitted_at, ds_seen_at, roll_requested_at, purged_at
+         FROM keys WHERE zone=?1 ORDER BY id",
     )?;
     let rows = st.query_map([key(zone)], |r| {
         Ok(KeyRow {
@@ -455,16 +478,27 @@ fn keys_in(conn: &Connection, zone: &Name) -> Result<Vec<KeyRow>> {
             active_at: r.get(8)?,
             retired_at: r.get(9)?,
             removed_at: r.get(10)?,
+            ds_submitted_at: r.get(11)?,
+            ds_seen_at: r.get(12)?,
+            roll_requested_at: r.get(13)?,
+            purged_at: r.get(14)?,
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
-fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
+/// A zone's keys, oldest first (inside a transaction or not).
+pub fn keys_in_zone(conn: &Connection, zone: &Name) -> Result<Vec<KeyRow>> {
+    keys_in(conn, zone)
+}
+
+/// Stores a new key; returns its id.
+pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
     conn.execute(
         "INSERT INTO keys(zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
-                          retired_at, removed_at)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                          retired_at, removed_at, ds_submitted_at, ds_seen_at, roll_requested_at,
+                          purged_at)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             k.zone,
             k.role,
@@ -475,10 +509,56 @@ fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
             k.published_at,
             k.active_at,
             k.retired_at,
-            k.removed_at
+            k.removed_at,
+            k.ds_submitted_at,
+            k.ds_seen_at,
+            k.roll_requested_at,
+            k.purged_at
         ],
     )?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Writes the timestamps of a stored key (its identity and file never change).
+pub fn update_key_times(conn: &Connection, k: &KeyRow) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE keys SET published_at=?2, active_at=?3, retired_at=?4, removed_at=?5,
+                ds_submitted_at=?6, ds_seen_at=?7, roll_requested_at=?8, purged_at=?9
+         WHERE id=?1",
+        params![
+            k.id,
+            k.published_at,
+            k.active_at,
+            k.retired_at,
+            k.removed_at,
+            k.ds_submitted_at,
+            k.ds_seen_at,
+            k.roll_requested_at,
+            k.purged_at
+        ],
+    )?;
+    if n != 1 {
+        return Err(StoreError::Data(format!("no key with id {}", k.id)));
+    }
+    Ok(())
+}
+
+/// The largest TTL of the zone's stored records (0 when it has none).
+pub fn max_ttl(conn: &Connection, zone: &Name) -> Result<u32> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(ttl), 0) FROM records WHERE zone=?1",
+        [key(zone)],
+        |r| r.get(0),
+    )?)
+}
+
+/// Marks the keys of `zone` changed, so that a running server reloads them.
+pub fn bump_key_version(conn: &Connection, zone: &Name) -> Result<()> {
+    conn.execute(
+        "UPDATE zones SET key_version = key_version + 1 WHERE name=?1",
+        [key(zone)],
+    )?;
+    Ok(())
 }
 
 fn group(

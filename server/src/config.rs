@@ -37,6 +37,8 @@ pub struct Config {
     pub workers: usize,
     pub ttl: Ttls,
     pub signatures: Signatures,
+    /// Key lifecycle: rollover timing, the scheduler, key file retention.
+    pub keys: KeysConfig,
     /// How often the server looks for changes written by other processes (ms).
     pub follow_interval_ms: u64,
     /// Inbound addresses of every partition's MX hosts (A/AAAA), unless `inbound` names the
@@ -102,6 +104,7 @@ impl Default for Config {
             tcp_timeout: 120,
             ttl: Ttls::default(),
             signatures: Signatures::default(),
+            keys: KeysConfig::default(),
             follow_interval_ms: 200,
             inbound_addresses: vec![
                 IpAddr::from([192, 0, 2, 25]),
@@ -152,6 +155,154 @@ impl Signatures {
             jitter: self.jitter,
             refresh: self.refresh,
         }
+    }
+}
+
+/// Rollover timing (seconds; RFC 7583's names in brackets). The TTLs of the formulas are not
+/// set here: they are read from the zone (`ttl.*`, the largest stored TTL), so they cannot
+/// disagree with what is served.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timing {
+    /// ZSK lifetime. Default 30 days: bounds what a leaked ZSK can sign; a ZSK roll needs no
+    /// one outside.
+    pub zsk_lifetime: u64,
+    /// KSK lifetime. Default 365 days: a KSK roll of the apex needs the parent (registrar).
+    pub ksk_lifetime: u64,
+    /// [Dprp] time for a change to reach every server of the zone. Default 300 s.
+    pub propagation_delay: u64,
+    /// Added before a new key is used. Default 3600 s (clock skew, caches that stretch TTLs).
+    pub publish_safety: u64,
+    /// Added before an old key is removed. Default 3600 s.
+    pub retire_safety: u64,
+    /// [TTLds] TTL of the DS RRset at the parent. Partitions: ignored (our `ttl.ds`). Apex:
+    /// default 86400 s, the TTL most TLDs use.
+    pub parent_ds_ttl: u64,
+    /// [DprpP] time for the parent's change to reach its servers. Partitions: ignored (our
+    /// `propagation_delay`). Apex: default 3600 s.
+    pub parent_propagation_delay: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            zsk_lifetime: 30 * 86400,
+            ksk_lifetime: 365 * 86400,
+            propagation_delay: 300,
+            publish_safety: 3600,
+            retire_safety: 3600,
+            parent_ds_ttl: 86400,
+            parent_propagation_delay: 3600,
+        }
+    }
+}
+
+/// Per-zone overrides of [`Timing`] (`[keys.zone."o-v1.mx.example."]`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimingOverride {
+    pub zsk_lifetime: Option<u64>,
+    pub ksk_lifetime: Option<u64>,
+    pub propagation_delay: Option<u64>,
+    pub publish_safety: Option<u64>,
+    pub retire_safety: Option<u64>,
+    pub parent_ds_ttl: Option<u64>,
+    pub parent_propagation_delay: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Rollover timing of every zone (`[keys.timing]`).
+    pub timing: Timing,
+    /// Overrides per zone (absolute name with the final dot).
+    pub zone: std::collections::BTreeMap<String, TimingOverride>,
+    /// How often the server runs the rollover steps that are due (seconds; 0: never, leave it
+    /// to `mxdns keys roll --check` from cron). Default 60.
+    pub check_interval: u64,
+    /// Removed keys stay in the store, their files are deleted this long after removal
+    /// (seconds). Default 30 days.
+    pub retention: u64,
+    /// Servers of the apex's parent (`host:port`). When every one of them serves the DS of
+    /// the apex's incoming KSK, the rollover goes on without the operator's `keys ds-seen`.
+    pub parent_servers: Vec<SocketAddr>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            timing: Timing::default(),
+            zone: Default::default(),
+            check_interval: 60,
+            retention: 30 * 86400,
+            parent_servers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The rollover policy of `zone`: timing (with its overrides) and the TTLs of the zone and
+    /// its parent. `max_stored_ttl` is the largest TTL of the zone's stored records.
+    pub fn key_policy(&self, zone: &Name, max_stored_ttl: u32) -> keys::rollover::Policy {
+        let o = self
+            .keys
+            .zone
+            .iter()
+            .find(|(k, _)| {
+                Name::from_ascii(k).is_ok_and(|n| n.to_lowercase() == *zone)
+                    || Name::from_ascii(format!("{k}.")).is_ok_and(|n| n.to_lowercase() == *zone)
+            })
+            .map(|(_, o)| *o)
+            .unwrap_or_default();
+        let t = &self.keys.timing;
+        let ttl = &self.ttl;
+        let zone_ttls = [
+            ttl.soa,
+            ttl.negative,
+            ttl.ns,
+            ttl.dnskey,
+            ttl.ds,
+            self.host_ttl,
+        ];
+        let max_zone_ttl = zone_ttls.into_iter().max().unwrap_or(0).max(max_stored_ttl);
+        let propagation_delay = o.propagation_delay.unwrap_or(t.propagation_delay);
+        let ours = self.zone_name().map(|apex| apex != *zone).unwrap_or(false);
+        keys::rollover::Policy {
+            zsk_lifetime: o.zsk_lifetime.unwrap_or(t.zsk_lifetime),
+            ksk_lifetime: o.ksk_lifetime.unwrap_or(t.ksk_lifetime),
+            propagation_delay,
+            dnskey_ttl: ttl.dnskey as u64,
+            max_zone_ttl: max_zone_ttl as u64,
+            parent_ds_ttl: if ours {
+                ttl.ds as u64
+            } else {
+                o.parent_ds_ttl.unwrap_or(t.parent_ds_ttl)
+            },
+            parent_propagation_delay: if ours {
+                propagation_delay
+            } else {
+                o.parent_propagation_delay
+                    .unwrap_or(t.parent_propagation_delay)
+            },
+            publish_safety: o.publish_safety.unwrap_or(t.publish_safety),
+            retire_safety: o.retire_safety.unwrap_or(t.retire_safety),
+        }
+    }
+
+    /// Whether we serve the parent of `zone` (partitions) or someone else does (the apex).
+    pub fn parent_kind(&self, zone: &Name) -> keys::rollover::Parent {
+        if self.zone_name().is_ok_and(|apex| apex == *zone) {
+            keys::rollover::Parent::External
+        } else {
+            keys::rollover::Parent::Ours
+        }
+    }
+
+    /// Every served zone: the apex first, then the partitions.
+    pub fn all_zones(&self) -> anyhow::Result<Vec<Name>> {
+        let mut zones = vec![self.zone_name()?];
+        zones.extend(self.partition_names()?);
+        Ok(zones)
     }
 }
 
@@ -300,6 +451,24 @@ impl Config {
         }
         if self.ns_addresses.is_empty() {
             bail!("ns_addresses must not be empty");
+        }
+        let zones = self.all_zones()?;
+        for z in self.keys.zone.keys() {
+            let n = Name::from_ascii(z).with_context(|| format!("bad zone name keys.zone.{z}"))?;
+            let mut n = n.to_lowercase();
+            n.set_fqdn(true);
+            if !zones.contains(&n) {
+                bail!("keys.zone.\"{z}\" is not a served zone");
+            }
+        }
+        for z in &zones {
+            let p = self.key_policy(z, 0);
+            if p.zsk_lifetime <= p.publish_interval() || p.ksk_lifetime <= p.publish_interval() {
+                bail!(
+                    "keys: the lifetimes of {z} must be longer than the publish interval ({} s = propagation delay + DNSKEY TTL + publish safety)",
+                    p.publish_interval()
+                );
+            }
         }
         Ok(())
     }

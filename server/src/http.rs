@@ -15,7 +15,8 @@ use provisioner::service::{ApiError, Caller, Provisioner};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::zonemgr::ZoneManager;
+use crate::lifecycle;
+use crate::zonemgr::{Clock, ZoneManager};
 
 /// Largest request body accepted (certificates in PEM are a few KiB each).
 const BODY_LIMIT: usize = 256 * 1024;
@@ -46,6 +47,11 @@ pub fn router(app: App) -> Router {
             "/v1/partitions/{partition}/certificates",
             put(certificates_put),
         )
+        .route("/v1/keys", get(keys_list))
+        .route("/v1/keys/check", post(keys_check))
+        .route("/v1/zones/{zone}/keys", get(zone_keys))
+        .route("/v1/zones/{zone}/keys/roll", post(keys_roll))
+        .route("/v1/zones/{zone}/keys/ds-seen", post(keys_ds_seen))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }
@@ -341,6 +347,155 @@ async fn certificates_put(
     ))
 }
 
+/// Runs a key lifecycle operation (admin only) off the async threads, then serves its result.
+async fn key_op<T: Send + 'static>(
+    app: &App,
+    headers: &HeaderMap,
+    f: impl FnOnce(
+            &crate::config::Config,
+            &mut provisioner::Store,
+            u64,
+        ) -> Result<T, lifecycle::LifecycleError>
+        + Send
+        + 'static,
+) -> Result<T, Failure> {
+    if caller(app, headers)? != Caller::Admin {
+        return Err(ApiError::forbidden().into());
+    }
+    let mgr = app.mgr.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let config = mgr.config().clone();
+        let mut store = provisioner::Store::open(&crate::zonemgr::db_path(&config.data_dir))
+            .map_err(|e| lifecycle::LifecycleError::Other(e.into()))?;
+        let now = crate::zonemgr::SystemClock.now() as u64;
+        let out = f(&config, &mut store, now)?;
+        if let Err(e) = mgr.sync() {
+            tracing::error!(error = %e, "serving a key change failed; will retry");
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: 500,
+        code: "InternalError",
+        details: format!("The operation did not complete: {e}."),
+    })?;
+    out.map_err(|e: lifecycle::LifecycleError| {
+        match e {
+            lifecycle::LifecycleError::NoZone(z) => ApiError {
+                status: 404,
+                code: "ZoneNotFound",
+                details: format!("{z} is not a zone of this server."),
+            },
+            lifecycle::LifecycleError::Refused(r) => ApiError {
+                status: 409,
+                code: "KeyOperationRefused",
+                details: format!("{}; nothing was changed.", capitalized(&r.to_string())),
+            },
+            lifecycle::LifecycleError::Other(e) => ApiError {
+                status: 500,
+                code: "KeyOperationFailed",
+                details: format!("The key operation failed and nothing was changed: {e}."),
+            },
+        }
+        .into()
+    })
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+fn zone_param(z: &str) -> Result<hickory_proto::rr::Name, Failure> {
+    let mut n = hickory_proto::rr::Name::from_ascii(z).map_err(|e| {
+        Failure::from(ApiError {
+            status: 400,
+            code: "InvalidZoneName",
+            details: format!("{z} is not a valid zone name: {e}."),
+        })
+    })?;
+    n.set_fqdn(true);
+    Ok(n.to_lowercase())
+}
+
+async fn keys_list(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, Failure> {
+    let zones = key_op(&app, &headers, |c, s, now| {
+        lifecycle::status(c, s, None, now)
+    })
+    .await?;
+    Ok(Json(json!({"zones": zones})))
+}
+
+async fn zone_keys(
+    State(app): State<App>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Failure> {
+    let zone = zone_param(&zone)?;
+    let zones = key_op(&app, &headers, move |c, s, now| {
+        lifecycle::status(c, s, Some(&zone), now)
+    })
+    .await?;
+    Ok(Json(json!(zones.first())))
+}
+
+async fn keys_check(State(app): State<App>, headers: HeaderMap) -> Result<Json<Value>, Failure> {
+    let done = key_op(&app, &headers, |c, s, now| {
+        lifecycle::check_all(c, s, now).map_err(lifecycle::LifecycleError::Other)
+    })
+    .await?;
+    Ok(Json(json!({"result": "Success", "steps": done})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollBody {
+    role: String,
+}
+
+async fn keys_roll(
+    State(app): State<App>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RollBody>, JsonRejection>,
+) -> Result<Json<Value>, Failure> {
+    let zone = zone_param(&zone)?;
+    let Json(b) = body.map_err(bad_body)?;
+    let role = match b.role.as_str() {
+        "zsk" => keys::rollover::KeyRole::Zsk,
+        "ksk" => keys::rollover::KeyRole::Ksk,
+        other => {
+            return Err(ApiError {
+                status: 400,
+                code: "InvalidRequest",
+                details: format!("role must be \"zsk\" or \"ksk\", not \"{other}\"."),
+            }
+            .into())
+        }
+    };
+    let done = key_op(&app, &headers, move |c, s, now| {
+        lifecycle::roll_zone(c, s, &zone, now, Some(lifecycle::Request::Roll(role)))
+    })
+    .await?;
+    Ok(Json(json!({"result": "Success", "steps": done})))
+}
+
+async fn keys_ds_seen(
+    State(app): State<App>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Failure> {
+    let zone = zone_param(&zone)?;
+    let done = key_op(&app, &headers, move |c, s, now| {
+        lifecycle::roll_zone(c, s, &zone, now, Some(lifecycle::Request::DsSeen))
+    })
+    .await?;
+    Ok(Json(json!({"result": "Success", "steps": done})))
+}
+
 async fn openapi() -> Json<Value> {
     Json(openapi_document())
 }
@@ -404,7 +559,21 @@ pub fn openapi_document() -> Value {
                     "responses": {"200": {"description": "OK"}, "400": {"description": "InvalidAddresses"}, "404": {"description": "PartitionNotFound"}}}},
             "/v1/partitions/{partition}/certificates": {"put": {"summary": "Set the fleet certificates (admin); rewrites the TLSA of every DANE host",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["current"], "properties": {"current": {"type": "string", "description": "PEM"}, "next": {"type": "string"}, "issuers": {"type": "array", "items": {"type": "string"}}}}}}},
-                "responses": {"200": {"description": "The TLSA records now published"}, "400": {"description": "InvalidCertificate: expired, malformed or not a certificate; nothing changed"}, "404": {"description": "PartitionNotFound"}}}}
+                "responses": {"200": {"description": "The TLSA records now published"}, "400": {"description": "InvalidCertificate: expired, malformed or not a certificate; nothing changed"}, "404": {"description": "PartitionNotFound"}}}},
+            "/v1/keys": {"get": {"summary": "Keys of every zone (admin): states, what each does now, the next step, a KSK waiting for the parent",
+                "responses": {"200": {"description": "OK"}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}}}},
+            "/v1/keys/check": {"post": {"summary": "Carry out every due rollover step (admin; as `mxdns keys roll --check`)",
+                "responses": {"200": {"description": "The steps carried out"}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}, "500": {"description": "KeyOperationFailed"}}}},
+            "/v1/zones/{zone}/keys": {"get": {"summary": "Keys of one zone (admin)",
+                "parameters": [{"name": "zone", "in": "path", "required": true, "schema": {"type": "string"}, "example": "o-v1.mx.example."}],
+                "responses": {"200": {"description": "OK"}, "400": {"description": "InvalidZoneName"}, "404": {"description": "ZoneNotFound"}}}},
+            "/v1/zones/{zone}/keys/roll": {"post": {"summary": "Start an unscheduled rollover now (admin; as `mxdns keys roll --zone Z --zsk|--ksk --now`)",
+                "parameters": [{"name": "zone", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["role"], "properties": {"role": {"enum": ["zsk", "ksk"]}}}}}},
+                "responses": {"200": {"description": "The steps carried out"}, "400": {"description": "InvalidRequest or InvalidZoneName"}, "404": {"description": "ZoneNotFound"}, "409": {"description": "KeyOperationRefused: a rollover of that role is under way"}}}},
+            "/v1/zones/{zone}/keys/ds-seen": {"post": {"summary": "The parent serves the DS of the zone's incoming KSK (admin; as `mxdns keys ds-seen`)",
+                "parameters": [{"name": "zone", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The steps carried out"}, "404": {"description": "ZoneNotFound"}, "409": {"description": "KeyOperationRefused: no KSK waits for its DS"}}}}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

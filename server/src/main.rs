@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_proto::rr::rdata::{A, AAAA, TLSA};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -17,6 +16,7 @@ use provisioner::{Batch, BatchOp, Store};
 mod config;
 mod dns;
 mod http;
+mod lifecycle;
 mod udp;
 mod zonemgr;
 
@@ -64,7 +64,7 @@ struct Common {
 enum Command {
     /// Run the DNS server and the HTTP API.
     Serve(ServeArgs),
-    /// Keys: DS for the registrar, list.
+    /// Keys: DS for the registrar, list with states, rollovers.
     Keys {
         #[command(subcommand)]
         cmd: KeysCmd,
@@ -116,13 +116,45 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum KeysCmd {
-    /// Print the DS RRset of a zone apex (default: the service zone) in presentation format.
+    /// Print the DS RRset of a zone apex (default: the service zone) in presentation format:
+    /// one DS per KSK in its DNSKEY RRset (the trust anchor; what the parent should serve).
     Ds {
         #[arg(long = "zone")]
         for_zone: Option<String>,
     },
-    /// List every key: zone, role, algorithm, key tag, state.
-    List,
+    /// List every key with its state, what it does now and the next scheduled step.
+    List {
+        #[arg(long = "zone")]
+        for_zone: Option<String>,
+        /// Print JSON (the admin API's answer) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rollovers: `--check` carries out every step that is due (safe from cron, while the
+    /// server runs or not, twice at once); `--zone Z --zsk|--ksk --now` starts one now.
+    Roll(RollArgs),
+    /// The parent of a zone (the apex) serves the DS of its incoming KSK: go on.
+    DsSeen {
+        #[arg(long = "zone")]
+        for_zone: String,
+    },
+}
+
+#[derive(Args)]
+struct RollArgs {
+    /// Carry out every due step of every zone.
+    #[arg(long, conflicts_with_all = ["for_zone", "zsk", "ksk", "now"])]
+    check: bool,
+    /// The zone of an unscheduled rollover.
+    #[arg(long = "zone", requires = "now")]
+    for_zone: Option<String>,
+    #[arg(long, conflicts_with = "ksk")]
+    zsk: bool,
+    #[arg(long)]
+    ksk: bool,
+    /// Start the rollover now (the waiting times that keep validation working still apply).
+    #[arg(long, requires = "for_zone")]
+    now: bool,
 }
 
 #[derive(Subcommand)]
@@ -313,13 +345,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
         };
         let http = tokio::spawn(http::serve(api, app, stop_rx.clone()));
         let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
-        let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx));
+        let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx.clone()));
+        let roller = tokio::spawn(roll(mgr.clone(), stop_rx));
 
         shutdown_signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
         let _ = server.shutdown_gracefully().await;
-        let _ = tokio::join!(http, follower, refresher);
+        let _ = tokio::join!(http, follower, refresher, roller);
         for t in udp_tasks {
             let _ = t.await;
         }
@@ -379,49 +412,115 @@ async fn refresh(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>
     .await
 }
 
+fn zone_name_arg(z: &str) -> anyhow::Result<Name> {
+    let mut n = Name::from_ascii(z).with_context(|| format!("bad zone name {z}"))?;
+    n.set_fqdn(true);
+    Ok(n.to_lowercase())
+}
+
+/// The server's own rollover scheduler: every `keys.check_interval` it carries out the due
+/// steps (as `mxdns keys roll --check` does) and serves the result.
+async fn roll(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
+    let every = mgr.config().keys.check_interval;
+    if every == 0 {
+        tracing::info!("key rollover scheduler off (keys.check_interval = 0): run `mxdns keys roll --check` from cron");
+        return;
+    }
+    let config = mgr.config().clone();
+    periodically(
+        Duration::from_secs(every),
+        stop,
+        "key rollover steps",
+        move || {
+            let mut store = Store::open(&zonemgr::db_path(&config.data_dir))?;
+            let done = lifecycle::check_all(&config, &mut store, SystemClock.now() as u64)?;
+            if !done.is_empty() {
+                mgr.sync()?;
+            }
+            Ok(done.len())
+        },
+    )
+    .await
+}
+
 fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
-    let store = zonemgr::init_data(&config, SystemClock.now())?;
+    let now = SystemClock.now();
+    let mut store = zonemgr::init_data(&config, now)?;
+    let now = now as u64;
+    let print_done = |done: &[lifecycle::Done]| {
+        for d in done {
+            println!("{} {} {} {}", d.zone, d.role, d.key_tag, d.step);
+        }
+    };
+    let refused = |e: lifecycle::LifecycleError| -> anyhow::Result<()> {
+        eprintln!("mxdns: {e}");
+        std::process::exit(2);
+    };
     match cmd {
         KeysCmd::Ds { for_zone } => {
             let zone = match for_zone {
-                Some(z) => Name::from_ascii(&z)?.to_lowercase(),
+                Some(z) => zone_name_arg(&z)?,
                 None => config.zone_name()?,
             };
-            let rows = store.keys(&zone)?;
-            if rows.is_empty() {
-                bail!("{zone} is not a zone of this server");
-            }
-            for k in zonemgr::load_keys(&config.data_dir, &rows)?
-                .iter()
-                .filter(|k| k.role == keys::Role::Ksk)
-            {
-                let ds = RData::DNSSEC(DNSSECRData::DS(k.ds(&zone)));
-                println!("{} {} IN DS {}", zone, config.ttl.ds, ds);
+            let zones = match lifecycle::status(&config, &store, Some(&zone), now) {
+                Ok(z) => z,
+                Err(e) => return refused(e),
+            };
+            for k in zones.iter().flat_map(|z| &z.keys) {
+                if let (true, Some(ds)) = (k.in_dnskey, &k.ds) {
+                    println!("{ds}");
+                }
             }
         }
-        KeysCmd::List => {
-            println!(
-                "{:<28} {:<4} {:>3} {:>6}  {:<8} CREATED (unix)",
-                "ZONE", "ROLE", "ALG", "TAG", "STATE"
-            );
-            let mut zones = vec![config.zone_name()?];
-            zones.extend(config.partition_names()?);
-            for z in zones {
-                for k in store.keys(&z)? {
-                    let state = if k.removed_at.is_some() {
-                        "removed"
-                    } else if k.retired_at.is_some() {
-                        "retired"
-                    } else if k.active_at.is_some() {
-                        "active"
-                    } else {
-                        "published"
-                    };
-                    println!(
-                        "{:<28} {:<4} {:>3} {:>6}  {:<8} {}",
-                        k.zone, k.role, k.algorithm, k.key_tag, state, k.created_at
-                    );
+        KeysCmd::List { for_zone, json } => {
+            let zone = for_zone.as_deref().map(zone_name_arg).transpose()?;
+            let zones = match lifecycle::status(&config, &store, zone.as_ref(), now) {
+                Ok(z) => z,
+                Err(e) => return refused(e),
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&zones)?);
+            } else {
+                lifecycle::print_table(&zones);
+            }
+        }
+        KeysCmd::Roll(args) => {
+            let done = if args.check {
+                lifecycle::check_all(&config, &mut store, now)?
+            } else {
+                let (Some(z), true) = (args.for_zone, args.now) else {
+                    bail!("use `keys roll --check` or `keys roll --zone Z --zsk|--ksk --now`");
+                };
+                let role = match (args.zsk, args.ksk) {
+                    (true, false) => keys::rollover::KeyRole::Zsk,
+                    (false, true) => keys::rollover::KeyRole::Ksk,
+                    _ => bail!("say which key rolls: --zsk or --ksk"),
+                };
+                let zone = zone_name_arg(&z)?;
+                match lifecycle::roll_zone(
+                    &config,
+                    &mut store,
+                    &zone,
+                    now,
+                    Some(lifecycle::Request::Roll(role)),
+                ) {
+                    Ok(d) => d,
+                    Err(e) => return refused(e),
                 }
+            };
+            print_done(&done);
+        }
+        KeysCmd::DsSeen { for_zone } => {
+            let zone = zone_name_arg(&for_zone)?;
+            match lifecycle::roll_zone(
+                &config,
+                &mut store,
+                &zone,
+                now,
+                Some(lifecycle::Request::DsSeen),
+            ) {
+                Ok(d) => print_done(&d),
+                Err(e) => return refused(e),
             }
         }
     }

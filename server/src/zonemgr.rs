@@ -19,11 +19,13 @@ use arc_swap::ArcSwap;
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{Name, RData, RecordType};
-use keys::{KeyPair, Role, ZoneSigner};
+use keys::rollover::{key_sets, KeySets, KeyTimes, Parent};
+use keys::{KeyPair, ZoneSigner};
 use provisioner::{KeyRow, Store};
 use zones::{Change, Rrset, Zone};
 
 use crate::config::Config;
+use crate::lifecycle;
 
 /// The clock, passed in so that expiry and refresh can be tested without waiting.
 pub trait Clock: Send + Sync {
@@ -63,10 +65,35 @@ impl Catalog {
     }
 }
 
+/// A key of a served zone: the private key and the timestamps that say what it does.
+struct ZoneKey {
+    pair: KeyPair,
+    times: KeyTimes,
+}
+
 struct ZoneState {
     origin: Name,
     parent: Option<Name>,
-    keys: Vec<KeyPair>,
+    kind: Parent,
+    /// The zone's keys not yet removed (removed keys are never loaded).
+    keys: Vec<ZoneKey>,
+    /// The store's `key_version` these keys were loaded at.
+    key_version: i64,
+}
+
+impl ZoneState {
+    fn sets(&self, now: u32) -> KeySets {
+        let times: Vec<KeyTimes> = self.keys.iter().map(|k| k.times.clone()).collect();
+        key_sets(&times, now as u64, self.kind)
+    }
+
+    fn pairs(&self, ids: &[i64]) -> Vec<&KeyPair> {
+        self.keys
+            .iter()
+            .filter(|k| ids.contains(&k.times.id))
+            .map(|k| &k.pair)
+            .collect()
+    }
 }
 
 struct Inner {
@@ -106,61 +133,38 @@ pub fn init_data(config: &Config, now: u32) -> anyhow::Result<Store> {
     }
     let mut store = Store::open(&db_path(&config.data_dir))?;
     let zone = config.zone_name()?;
-    let algorithm = keys::algorithm_from_number(config.algorithm)?;
     let mut all = vec![(zone.clone(), None)];
     for p in config.partition_names()? {
         all.push((p, Some(zone.clone())));
     }
     for (z, parent) in all {
         store.ensure_zone(&z, parent.as_ref())?;
-        store.add_keys_if_missing(&z, |existing| {
-            let mut rows = Vec::new();
-            for role in [Role::Ksk, Role::Zsk] {
-                if existing.iter().any(|r| r.role == role.as_str() && r.removed_at.is_none()) {
-                    continue;
-                }
-                let (der, pair) = KeyPair::generate(algorithm, role).map_err(|e| e.to_string())?;
-                let file = format!("{}.{}.{}.pk8", z.to_ascii().trim_end_matches('.'), role, pair.key_tag);
-                keys::write_private_key(&kd.join(&file), &der).map_err(|e| e.to_string())?;
-                tracing::info!(zone = %z, role = %role, key_tag = pair.key_tag, algorithm = u8::from(algorithm), "generated key");
-                rows.push(KeyRow {
-                    id: 0,
-                    zone: z.to_ascii(),
-                    role: role.as_str().into(),
-                    algorithm: u8::from(algorithm),
-                    key_tag: pair.key_tag,
-                    file,
-                    created_at: now as i64,
-                    published_at: Some(now as i64),
-                    active_at: Some(now as i64),
-                    retired_at: None,
-                    removed_at: None,
-                });
-            }
-            Ok(rows)
-        })?;
+        // a zone without a live key of each role gets them from the rollover planner (one
+        // transaction: concurrent processes do not both create keys)
+        let rows = store.keys(&z)?;
+        let has = |role: &str| {
+            rows.iter()
+                .any(|r| r.role == role && r.removed_at.is_none())
+        };
+        if !has("ksk") || !has("zsk") {
+            lifecycle::roll_zone(config, &mut store, &z, now as u64, None)
+                .map_err(|e| anyhow!("creating the keys of {z}: {e}"))?;
+        }
     }
     Ok(store)
 }
 
-/// Loads the usable keys of a zone from the store rows and the key files.
-pub fn load_keys(data_dir: &Path, rows: &[KeyRow]) -> anyhow::Result<Vec<KeyPair>> {
-    let mut out = Vec::new();
-    for row in rows.iter().filter(|r| r.removed_at.is_none()) {
-        let role = Role::parse(&row.role).ok_or_else(|| anyhow!("bad role {}", row.role))?;
-        let alg = keys::algorithm_from_number(row.algorithm)?;
-        let pair = KeyPair::load(&key_dir(data_dir).join(&row.file), alg, role)?;
-        if pair.key_tag != row.key_tag {
-            return Err(anyhow!(
-                "key file {} has key tag {}, expected {}",
-                row.file,
-                pair.key_tag,
-                row.key_tag
-            ));
-        }
-        out.push(pair);
-    }
-    Ok(out)
+/// Loads the keys of a zone that are not removed: rows and key files.
+fn load_keys(config: &Config, rows: &[KeyRow]) -> anyhow::Result<Vec<ZoneKey>> {
+    rows.iter()
+        .filter(|r| r.removed_at.is_none())
+        .map(|row| {
+            Ok(ZoneKey {
+                pair: lifecycle::load_pair(config, row)?,
+                times: lifecycle::times_of(row),
+            })
+        })
+        .collect()
 }
 
 impl ZoneManager {
@@ -169,20 +173,20 @@ impl ZoneManager {
         let now = clock.now();
         let store = init_data(&config, now)?;
         let zone = config.zone_name()?;
-        let mut states = vec![ZoneState {
-            origin: zone.clone(),
-            parent: None,
-            keys: Vec::new(),
-        }];
-        for p in config.partition_names()? {
+        let mut states = Vec::new();
+        let versions = store.key_versions()?;
+        for z in config.all_zones()? {
+            let parent = (z != zone).then(|| zone.clone());
             states.push(ZoneState {
-                origin: p,
-                parent: Some(zone.clone()),
-                keys: Vec::new(),
+                kind: config.parent_kind(&z),
+                keys: load_keys(&config, &store.keys(&z)?)?,
+                key_version: versions
+                    .iter()
+                    .find(|(n, _)| *n == z)
+                    .map_or(0, |(_, v)| *v),
+                origin: z,
+                parent,
             });
-        }
-        for st in &mut states {
-            st.keys = load_keys(&config.data_dir, &store.keys(&st.origin)?)?;
         }
         let last_seq = store.last_change()?;
         let mgr = Self {
@@ -203,11 +207,14 @@ impl ZoneManager {
         &self.config
     }
 
+    /// Signs with the keys that sign at `now`: the active KSKs the DNSKEY RRset (and CDS,
+    /// CDNSKEY), the one active ZSK everything else.
     fn signer<'k>(&self, st: &'k ZoneState, now: u32) -> ZoneSigner<'k> {
+        let sets = st.sets(now);
         ZoneSigner {
             zone: st.origin.clone(),
-            ksks: st.keys.iter().filter(|k| k.role == Role::Ksk).collect(),
-            zsks: st.keys.iter().filter(|k| k.role == Role::Zsk).collect(),
+            ksks: st.pairs(&sets.ksk_signers),
+            zsks: st.pairs(&sets.zsk_signers),
             now,
             policy: self.config.signatures.policy(),
         }
@@ -230,7 +237,7 @@ impl ZoneManager {
                 self.soa(&st.origin, serial),
                 &signer,
             )?;
-            let mut changes = self.system_rrsets(&inner.zones, i)?;
+            let mut changes = self.system_rrsets(&inner.zones, i, now)?;
             for r in inner.store.zone_rrsets(&st.origin)? {
                 if let Some(rrset) = Rrset::new(r.owner.to_lowercase(), r.ttl, r.data) {
                     changes.push(Change::Put(rrset));
@@ -306,9 +313,15 @@ impl ZoneManager {
             .collect()
     }
 
-    /// The records the server itself owns in zone `i`: NS and their addresses, DNSKEY, and
-    /// for each child zone its delegation (NS, glue, DS).
-    fn system_rrsets(&self, zones: &[ZoneState], i: usize) -> anyhow::Result<Vec<Change>> {
+    /// The records the server itself owns in zone `i` at `now`: NS and their addresses,
+    /// DNSKEY (and CDS/CDNSKEY while the apex's new KSK waits for the parent), and for each
+    /// child zone its delegation (NS, glue, DS).
+    fn system_rrsets(
+        &self,
+        zones: &[ZoneState],
+        i: usize,
+        now: u32,
+    ) -> anyhow::Result<Vec<Change>> {
         let st = &zones[i];
         let ttl = &self.config.ttl;
         let mut out = Vec::new();
@@ -324,14 +337,31 @@ impl ZoneManager {
         for n in &ns {
             out.extend(self.address_rrsets(n));
         }
+        let sets = st.sets(now);
         let dnskeys: Vec<RData> = st
-            .keys
-            .iter()
+            .pairs(&sets.dnskey)
+            .into_iter()
             .map(|k| RData::DNSSEC(DNSSECRData::DNSKEY(k.dnskey.clone())))
             .collect();
         out.push(Change::Put(
             Rrset::new(st.origin.clone(), ttl.dnskey, dnskeys).ok_or_else(|| anyhow!("no keys"))?,
         ));
+        let cds: Vec<RData> = st
+            .pairs(&sets.cds)
+            .into_iter()
+            .map(|k| RData::DNSSEC(DNSSECRData::CDS(k.cds(&st.origin))))
+            .collect();
+        let cdnskey: Vec<RData> = st
+            .pairs(&sets.cds)
+            .into_iter()
+            .map(|k| RData::DNSSEC(DNSSECRData::CDNSKEY(k.cdnskey())))
+            .collect();
+        for (rtype, data) in [(RecordType::CDS, cds), (RecordType::CDNSKEY, cdnskey)] {
+            match Rrset::new(st.origin.clone(), ttl.dnskey, data) {
+                Some(r) => out.push(Change::Put(r)),
+                None => out.push(Change::Delete(st.origin.clone(), rtype)),
+            }
+        }
         for child in zones
             .iter()
             .filter(|c| c.parent.as_ref() == Some(&st.origin))
@@ -349,9 +379,8 @@ impl ZoneManager {
                 out.extend(self.address_rrsets(n));
             }
             let ds: Vec<RData> = child
-                .keys
-                .iter()
-                .filter(|k| k.role == Role::Ksk)
+                .pairs(&child.sets(now).parent_ds)
+                .into_iter()
                 .map(|k| RData::DNSSEC(DNSSECRData::DS(k.ds(&child.origin))))
                 .collect();
             if let Some(r) = Rrset::new(child.origin.clone(), ttl.ds, ds) {
@@ -391,7 +420,74 @@ impl ZoneManager {
             }
             inner.last_seq = last;
         }
+        total += self.follow_keys(inner)?;
         Ok(total)
+    }
+
+    /// Reloads the keys of every zone whose `key_version` moved (a rollover step, by this
+    /// process or another) and publishes what changed: DNSKEY, CDS/CDNSKEY, the DS in the
+    /// parent, and every signature when the signing ZSK changed. Returns how many zones.
+    fn follow_keys(&self, inner: &mut Inner) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let mut dirty: BTreeMap<usize, bool> = BTreeMap::new(); // zone index -> re-sign all
+        for (zone, version) in inner.store.key_versions()? {
+            let Some(idx) = inner.zones.iter().position(|z| z.origin == zone) else {
+                continue;
+            };
+            if inner.zones[idx].key_version == version {
+                continue;
+            }
+            let rows = inner.store.keys(&zone)?;
+            let st = &mut inner.zones[idx];
+            let before = st.sets(now);
+            st.keys = load_keys(&self.config, &rows)?;
+            st.key_version = version;
+            let after = st.sets(now);
+            tracing::info!(zone = %zone, key_version = version, dnskey = ?after.dnskey.len(), "keys changed");
+            let resign = before.zsk_signers != after.zsk_signers;
+            *dirty.entry(idx).or_default() |= resign;
+            if let Some(p) = st.parent.clone() {
+                if let Some(pi) = inner.zones.iter().position(|z| z.origin == p) {
+                    dirty.entry(pi).or_default();
+                }
+            }
+        }
+        let n = dirty.len();
+        for (idx, resign_all) in dirty {
+            let origin = inner.zones[idx].origin.clone();
+            let current = self
+                .catalog
+                .load()
+                .get(&origin)
+                .cloned()
+                .ok_or_else(|| anyhow!("zone {origin} not built"))?;
+            let mut changes = Vec::new();
+            for c in self.system_rrsets(&inner.zones, idx, now)? {
+                let keep = match &c {
+                    Change::Put(r) => current
+                        .nodes
+                        .get(&r.name)
+                        .and_then(|n| n.get(r.rtype))
+                        .is_none_or(|cur| cur.ttl != r.ttl || cur.records != r.records),
+                    Change::Delete(name, t) => {
+                        current.nodes.get(name).and_then(|n| n.get(*t)).is_some()
+                    }
+                    _ => true,
+                };
+                if keep {
+                    changes.push(c);
+                }
+            }
+            // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
+            changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
+            if resign_all {
+                let all = current.expiring_before(u32::MAX);
+                tracing::info!(zone = %origin, rrsets = all.len(), "new ZSK: signing the zone again");
+                changes.extend(all.into_iter().map(|(n, t)| Change::Resign(n, t)));
+            }
+            self.commit(inner, idx, &current, changes)?;
+        }
+        Ok(n)
     }
 
     fn apply_owners(
@@ -571,6 +667,167 @@ mod tests {
             mgr.catalog.load().zones[0].serial() > serial0,
             "serial moves with every change"
         );
+    }
+
+    /// Every RRSIG of every zone verifies at `now` with the zone's DNSKEY RRset; DNSKEY is
+    /// signed by KSKs only, everything else by one ZSK; each partition's DS in the apex matches
+    /// a KSK that signs the partition's DNSKEY RRset. Returns the key tags in DNSKEY per zone.
+    fn assert_valid(cat: &Catalog, now: u32) -> BTreeMap<Name, Vec<u16>> {
+        use hickory_proto::dnssec::rdata::DNSKEY;
+        let mut tags = BTreeMap::new();
+        let mut ksk_signers: BTreeMap<Name, BTreeSet<u16>> = BTreeMap::new();
+        for z in &cat.zones {
+            let apex = z.apex().unwrap();
+            let keys: Vec<DNSKEY> = apex
+                .get(RecordType::DNSKEY)
+                .unwrap()
+                .records
+                .iter()
+                .filter_map(|r| keys::verify::as_dnskey(r).cloned())
+                .collect();
+            let mut zsk_tags = BTreeSet::new();
+            for r in z.records() {
+                for s in &r.rrsigs {
+                    let sig = keys::verify::as_rrsig(s).unwrap();
+                    let key = keys::verify::verify_rrsig(&z.origin, &r.records, sig, &keys, now)
+                        .unwrap_or_else(|e| panic!("{} {} in {}: {e}", r.name, r.rtype, z.origin));
+                    if matches!(r.rtype, RecordType::CDS | RecordType::CDNSKEY) {
+                        // RFC 7344 4.1: signed by a key of the current DS (a KSK)
+                        assert_eq!(key.flags(), 257, "{} signed by a KSK", r.rtype);
+                    } else if r.rtype == RecordType::DNSKEY {
+                        assert_eq!(key.flags(), 257, "DNSKEY signed by a KSK");
+                        ksk_signers
+                            .entry(z.origin.clone())
+                            .or_default()
+                            .insert(sig.input().key_tag);
+                    } else {
+                        assert_eq!(key.flags(), 256, "{} {} signed by a ZSK", r.name, r.rtype);
+                        zsk_tags.insert(sig.input().key_tag);
+                    }
+                }
+            }
+            assert_eq!(
+                zsk_tags.len(),
+                1,
+                "one ZSK signs {}: {zsk_tags:?}",
+                z.origin
+            );
+            for t in [RecordType::SOA, RecordType::DNSKEY] {
+                assert!(
+                    apex.get(t).is_some_and(|r| !r.rrsigs.is_empty()),
+                    "{t} signed"
+                );
+            }
+            tags.insert(
+                z.origin.clone(),
+                keys.iter()
+                    .map(|k| k.calculate_key_tag().unwrap())
+                    .collect(),
+            );
+        }
+        let apex = cat
+            .zones
+            .iter()
+            .find(|z| z.origin.num_labels() == 2)
+            .unwrap();
+        for child in cat.zones.iter().filter(|z| z.origin.num_labels() == 3) {
+            let ds = apex
+                .nodes
+                .get(&child.origin)
+                .unwrap()
+                .get(RecordType::DS)
+                .unwrap();
+            for d in &ds.records {
+                let RData::DNSSEC(DNSSECRData::DS(d)) = &d.data else {
+                    panic!()
+                };
+                assert!(
+                    ksk_signers[&child.origin].contains(&d.key_tag()),
+                    "DS {} of {} without a signing KSK",
+                    d.key_tag(),
+                    child.origin
+                );
+            }
+        }
+        tags
+    }
+
+    #[test]
+    fn rollovers_with_a_clock_keep_every_zone_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.keys.timing.zsk_lifetime = 5 * 86400;
+        config.keys.timing.ksk_lifetime = 12 * 86400;
+        config.keys.retention = 2 * 86400;
+        let t0 = 1_800_000_000u32;
+        let clock = Arc::new(TestClock(AtomicU32::new(t0)));
+        let mgr = ZoneManager::open(config.clone(), clock.clone()).unwrap();
+        let mut store = Store::open(&db_path(dir.path())).unwrap();
+        let first = assert_valid(&mgr.catalog.load(), t0);
+        let apex = config.zone_name().unwrap();
+        let mut seen: BTreeMap<Name, BTreeSet<u16>> = BTreeMap::new();
+        let mut confirmed = 0;
+        let mut t = t0;
+        while t < t0 + 30 * 86400 {
+            t += 1800;
+            clock.0.store(t, Ordering::SeqCst);
+            lifecycle::check_all(&config, &mut store, t as u64).unwrap();
+            mgr.sync().unwrap();
+            // the operator confirms the apex's new DS a day after the CDS appeared
+            let status = lifecycle::status(&config, &store, Some(&apex), t as u64).unwrap();
+            if let Some(w) = &status[0].waiting_for_parent {
+                let cds = mgr
+                    .catalog
+                    .load()
+                    .get(&apex)
+                    .unwrap()
+                    .apex()
+                    .unwrap()
+                    .get(RecordType::CDS)
+                    .cloned();
+                assert!(
+                    cds.is_some_and(|c| !c.rrsigs.is_empty()),
+                    "signed CDS while waiting"
+                );
+                if t as u64 >= w.since.unwrap().unix + 86400 {
+                    lifecycle::roll_zone(
+                        &config,
+                        &mut store,
+                        &apex,
+                        t as u64,
+                        Some(lifecycle::Request::DsSeen),
+                    )
+                    .unwrap();
+                    confirmed += 1;
+                }
+            }
+            mgr.sync().unwrap();
+            mgr.refresh_signatures().unwrap();
+            for (z, tags) in assert_valid(&mgr.catalog.load(), t) {
+                seen.entry(z).or_default().extend(tags);
+            }
+        }
+        assert_eq!(confirmed, 2, "two apex KSK rollovers confirmed in 30 days");
+        let last = assert_valid(&mgr.catalog.load(), t);
+        for (z, tags) in &last {
+            assert!(
+                seen[z].len() >= 2 + 5,
+                "{z}: ZSKs and KSKs rolled: {:?}",
+                seen[z]
+            );
+            assert!(
+                first[z].iter().all(|k| !tags.contains(k)),
+                "{z}: the first keys are gone: {:?} -> {tags:?}",
+                first[z]
+            );
+        }
+        // removed keys keep their rows; files go after the retention time
+        let rows = store.keys(&apex).unwrap();
+        assert!(rows.iter().any(|r| r.purged_at.is_some()));
+        for r in &rows {
+            let exists = key_dir(dir.path()).join(&r.file).exists();
+            assert_eq!(exists, r.purged_at.is_none(), "{}", r.file);
+        }
     }
 
     #[test]
