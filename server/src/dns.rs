@@ -14,6 +14,8 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use zones::wire::{parse_query, ResponseWriter};
+use zones::zone::{canonical_key_wire, KEY_MAX};
 use zones::{Lookup, Rrset, Zone};
 
 use crate::config::Cidr;
@@ -125,6 +127,71 @@ impl RequestHandler for DnsHandler {
 }
 
 impl DnsHandler {
+    /// The UDP fast path: answers a query of the common shape (see [`parse_query`]) straight
+    /// from the datagram into `out`, with the RRsets' pre-encoded bytes and no hickory message
+    /// in between. False when the general path ([`RequestHandler::handle_request`]) must answer:
+    /// unusual messages, classes, types and EDNS versions, and zone transfers.
+    pub(crate) fn answer_udp(&self, msg: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(q) = parse_query(msg) else {
+            return false;
+        };
+        // class IN; not 0, OPT, or a meta type (AXFR/IXFR included), which ANY is not
+        if q.qclass != 1 || matches!(q.qtype, 0 | 41 | 128..=254) {
+            return false;
+        }
+        if q.edns.is_some_and(|e| e.version > 0) {
+            return false;
+        }
+        let qtype = RecordType::from(q.qtype);
+        let dnssec = q.edns.is_some_and(|e| e.dnssec_ok);
+        let limit = match q.edns {
+            Some(e) => e.payload.max(512).min(self.udp_max_payload.max(512)),
+            None => 512,
+        } as usize;
+        let opt = q.edns.map(|_| (self.udp_max_payload, dnssec));
+        let mut kb = [0u8; KEY_MAX];
+        let klen = canonical_key_wire(q.name_wire(), &mut kb);
+        let key = &kb[..klen];
+        let catalog = self.mgr.catalog.load();
+        let mut w = ResponseWriter::new(out, &q, limit, opt);
+        // the zone, as `Catalog::find` chooses it (deepest first; DS at an apex: the parent),
+        // comparing canonical keys instead of names
+        let mut containing = catalog
+            .zones
+            .iter()
+            .filter(|z| key.starts_with(z.origin_key()));
+        let zone = match containing.next() {
+            Some(first) if qtype == RecordType::DS && first.origin_key() == key => {
+                containing.next().unwrap_or(first)
+            }
+            Some(first) => first,
+            None => {
+                w.finish(u16::from(ResponseCode::Refused), false, false);
+                return true;
+            }
+        };
+        let s = build_sections(zone, zone.lookup_wire(q.name_wire(), key, qtype), dnssec);
+        // whole RRsets, in order; the first that does not fit ends the message with TC=1
+        // (optional additional RRsets are skipped instead), as in `send`
+        let mut tc = false;
+        'outer: for (i, list) in [&s.answer, &s.authority, &s.additional]
+            .into_iter()
+            .enumerate()
+        {
+            for r in list {
+                if !w.rrset(r.wire(), dnssec, i) && (i < 2 || s.additional_required) {
+                    tc = true;
+                    break 'outer;
+                }
+            }
+        }
+        if tc {
+            w.clear_additional();
+        }
+        w.finish(u16::from(s.rcode), s.aa, tc);
+        true
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn answer<R: ResponseHandler>(
         &self,
@@ -147,7 +214,7 @@ impl DnsHandler {
                 )
                 .await;
         };
-        let sections = build_sections(zone, qname, qtype, dnssec);
+        let sections = build_sections(zone, zone.lookup(qname, qtype), dnssec);
         self.send(request, &mut handle, sections, dnssec, edns)
             .await
     }
@@ -476,16 +543,11 @@ async fn send_records<R: ResponseHandler>(
 /// Turns a zone lookup into response sections.
 /// Without the DO bit, NSEC and DS records are left out of negative answers and referrals
 /// (RFC 4035 3.1.3, 3.1.4).
-fn build_sections<'z>(
-    zone: &'z Zone,
-    qname: &Name,
-    qtype: RecordType,
-    dnssec: bool,
-) -> Sections<'z> {
+fn build_sections<'z>(zone: &'z Zone, lookup: Lookup<'z>, dnssec: bool) -> Sections<'z> {
     let soa = zone.soa();
     let mut s = Sections::empty(ResponseCode::NoError);
     s.aa = true;
-    match zone.lookup(qname, qtype) {
+    match lookup {
         Lookup::Answer { answers } => s.answer = answers,
         Lookup::NoData { nsecs } => {
             s.authority.extend(soa);
@@ -512,4 +574,334 @@ fn build_sections<'z>(
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    //! The UDP fast path (`answer_udp`) against the general path (hickory's `Request`,
+    //! `handle_request`, `encode`) for many query shapes.
+    use super::*;
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::{A, AAAA, CNAME, NS, TLSA, TXT};
+    use hickory_proto::rr::RData;
+    use hickory_server::net::runtime::TokioTime;
+    use std::str::FromStr;
+    use zones::Change;
+
+    fn n(s: &str) -> Name {
+        Name::from_str(s).unwrap()
+    }
+
+    fn rrset(name: &str, data: Vec<RData>) -> Change {
+        Change::Put(Rrset::new(n(name), 300, data).unwrap())
+    }
+
+    /// A handler over the default zones (mx.example. and o-v1.mx.example.) plus test data.
+    fn handler(dir: &std::path::Path) -> DnsHandler {
+        let config = crate::config::Config {
+            data_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let mgr = ZoneManager::open(config, Arc::new(crate::zonemgr::SystemClock)).unwrap();
+        let alg = keys::algorithm_from_number(13).unwrap();
+        let (_, key) = keys::KeyPair::generate(alg, keys::Role::Zsk).unwrap();
+        let catalog = mgr.catalog.load();
+        let mut zones = Vec::new();
+        for z in &catalog.zones {
+            let signer = keys::ZoneSigner {
+                zone: z.origin.clone(),
+                ksks: vec![&key],
+                zsks: vec![&key],
+                now: 1_800_000_000,
+                policy: Default::default(),
+            };
+            let o = z.origin.to_ascii();
+            if !o.starts_with("o-v1.") {
+                zones.push(z.clone());
+                continue;
+            }
+            let tlsa = |b: u8| RData::TLSA(TLSA::new(3.into(), 1.into(), 1.into(), vec![b; 32]));
+            let a = |i: u8| RData::A(A::new(192, 0, 2, i));
+            let aaaa = |i: u16| RData::AAAA(AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i));
+            let changes = vec![
+                rrset(&format!("h1.{o}"), vec![a(1)]),
+                rrset(&format!("h1.{o}"), vec![aaaa(1)]),
+                rrset(&format!("_25._tcp.h1.{o}"), vec![tlsa(1), tlsa(2)]),
+                rrset(&format!("h2.{o}"), vec![a(2)]),
+                rrset(&format!("_25._tcp.h2.{o}"), vec![tlsa(3)]),
+                // 40 A: fits 1232 bytes, not 512
+                rrset(&format!("big.{o}"), (1..=40).map(a).collect()),
+                // 100 AAAA: fits no UDP answer
+                rrset(&format!("huge.{o}"), (1..=100).map(aaaa).collect()),
+                rrset(
+                    &format!("txt.{o}"),
+                    vec![RData::TXT(TXT::new(vec!["v=spf1 -all".into()]))],
+                ),
+                rrset(
+                    &format!("alias.{o}"),
+                    vec![RData::CNAME(CNAME(n(&format!("h1.{o}"))))],
+                ),
+                rrset(
+                    &format!("ext.{o}"),
+                    vec![RData::CNAME(CNAME(n("mail.example.net.")))],
+                ),
+                // a delegation with DS and in-zone glue, and one without DS or glue
+                rrset(
+                    &format!("child.{o}"),
+                    vec![
+                        RData::NS(NS(n(&format!("ns1.child.{o}")))),
+                        RData::NS(NS(n(&format!("ns2.child.{o}")))),
+                    ],
+                ),
+                rrset(&format!("ns1.child.{o}"), vec![a(53)]),
+                rrset(&format!("ns2.child.{o}"), vec![aaaa(53)]),
+                Change::Put(
+                    Rrset::new(
+                        n(&format!("child.{o}")),
+                        300,
+                        vec![RData::DNSSEC(
+                            hickory_proto::dnssec::rdata::DNSSECRData::DS(
+                                key.ds(&n(&format!("child.{o}"))),
+                            ),
+                        )],
+                    )
+                    .unwrap(),
+                ),
+                rrset(
+                    &format!("nods.{o}"),
+                    vec![RData::NS(NS(n("ns.example.net.")))],
+                ),
+            ];
+            zones.push(Arc::new(z.apply(changes, &signer).unwrap()));
+        }
+        mgr.catalog
+            .store(Arc::new(crate::zonemgr::Catalog { zones }));
+        DnsHandler {
+            mgr: Arc::new(mgr),
+            axfr_allow: vec![],
+            udp_max_payload: 1232,
+        }
+    }
+
+    /// EDNS of a test query: (payload, version, DO, options).
+    type TestEdns<'a> = Option<(u16, u8, bool, &'a [u8])>;
+
+    fn query(id: u16, name: &str, qtype: u16, edns: TestEdns) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&id.to_be_bytes());
+        m.extend_from_slice(&0x0100u16.to_be_bytes()); // RD
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, edns.is_some() as u8]);
+        for l in name
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+        {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l.as_bytes());
+        }
+        m.push(0);
+        m.extend_from_slice(&qtype.to_be_bytes());
+        m.extend_from_slice(&1u16.to_be_bytes());
+        if let Some((payload, version, dnssec, options)) = edns {
+            m.push(0);
+            m.extend_from_slice(&41u16.to_be_bytes());
+            m.extend_from_slice(&payload.to_be_bytes());
+            m.extend_from_slice(&[0, version, if dnssec { 0x80 } else { 0 }, 0]);
+            m.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            m.extend_from_slice(options);
+        }
+        m
+    }
+
+    /// The general path's answer, through a real UDP socket.
+    async fn general(h: &DnsHandler, msg: &[u8]) -> Vec<u8> {
+        let server = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let src = client.local_addr().unwrap();
+        let request = Request::from_bytes(msg.to_vec(), src, Protocol::Udp).unwrap();
+        let reply = crate::udp::UdpReply::new(server, src);
+        h.handle_request::<_, TokioTime>(&request, reply).await;
+        let mut buf = vec![0u8; 65536];
+        let len = client.recv(&mut buf).await.unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    fn fast(h: &DnsHandler, msg: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        h.answer_udp(msg, &mut out).then_some(out)
+    }
+
+    #[tokio::test]
+    async fn fast_path_answers_as_the_general_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path());
+        let o = "o-v1.mx.example.";
+        const A: u16 = 1;
+        const NS_: u16 = 2;
+        const SOA: u16 = 6;
+        const MX: u16 = 15;
+        const TXT_: u16 = 16;
+        const AAAA_: u16 = 28;
+        const DS: u16 = 43;
+        const DNSKEY: u16 = 48;
+        const TLSA_: u16 = 52;
+        const ANY: u16 = 255;
+        const CNAME_T: u16 = 5;
+        // (name, type, compression may differ from hickory's)
+        let names: Vec<(String, u16, bool)> = vec![
+            (format!("_25._tcp.h1.{o}"), TLSA_, false),
+            (format!("h1.{o}"), A, false),
+            (format!("h1.{o}"), AAAA_, false),
+            (format!("h1.{o}"), MX, false),         // NODATA
+            (format!("h1-abc.{o}"), A, false),      // NXDOMAIN
+            (format!("zzz.{o}"), A, false),         // NXDOMAIN after the last name
+            (format!("x.y.h2.{o}"), A, false),      // NXDOMAIN below a host
+            (format!("_tcp.h1.{o}"), TLSA_, false), // ENT NODATA
+            (format!("_25._tcp.h2.{o}"), TLSA_, false),
+            (format!("big.{o}"), A, false), // TC at 512, fits 1232
+            (format!("huge.{o}"), AAAA_, false), // TC always
+            (format!("txt.{o}"), TXT_, false),
+            (format!("alias.{o}"), A, true), // CNAME + in-zone target
+            (format!("alias.{o}"), CNAME_T, false),
+            (format!("ext.{o}"), A, false),  // CNAME out of zone
+            (format!("child.{o}"), A, true), // referral with glue
+            (format!("www.child.{o}"), TLSA_, true),
+            (format!("child.{o}"), DS, false), // DS at the delegation
+            (format!("nods.{o}"), A, false),   // referral, NSEC instead of DS
+            (format!("nods.{o}"), DS, false),
+            (o.to_string(), SOA, false),
+            (o.to_string(), NS_, false),
+            (o.to_string(), DNSKEY, false),
+            (o.to_string(), ANY, false),
+            (o.to_string(), DS, false), // answered by the parent zone
+            (format!("h1.{o}"), ANY, false),
+            ("mx.example.".to_string(), SOA, false),
+            (format!("ns1.{o}"), A, false),
+            ("ns1.mx.example.".to_string(), A, false),
+            ("www.example.com.".to_string(), A, false), // REFUSED
+            (".".to_string(), SOA, false),              // REFUSED
+        ];
+        let edns: Vec<TestEdns> = vec![
+            None,
+            Some((1232, 0, true, &[])),
+            Some((1232, 0, false, &[])),
+            Some((512, 0, true, &[])),
+            Some((100, 0, true, &[])),
+            Some((4096, 0, true, &[])),
+        ];
+        let mut checked = 0;
+        for (i, (name, qtype, may_differ)) in names.iter().enumerate() {
+            for upper in [false, true] {
+                let name = if upper {
+                    name.chars()
+                        .enumerate()
+                        .map(|(k, c)| {
+                            if k % 2 == 0 {
+                                c.to_ascii_uppercase()
+                            } else {
+                                c
+                            }
+                        })
+                        .collect()
+                } else {
+                    name.clone()
+                };
+                for e in &edns {
+                    let msg = query(i as u16, &name, *qtype, *e);
+                    let f =
+                        fast(&h, &msg).unwrap_or_else(|| panic!("fast path for {name} {qtype}"));
+                    let g = general(&h, &msg).await;
+                    let what = format!("{name} type {qtype} edns {e:?}");
+                    let fm = Message::from_vec(&f).unwrap_or_else(|err| panic!("{what}: {err}"));
+                    let gm = Message::from_vec(&g).unwrap();
+                    assert_eq!(fm, gm, "{what}");
+                    let limit = match e {
+                        Some((p, ..)) => (*p).clamp(512, 1232) as usize,
+                        None => 512,
+                    };
+                    assert!(f.len() <= limit, "{what}: {} > {limit}", f.len());
+                    if !upper && !may_differ {
+                        assert_eq!(f, g, "{what}: bytes");
+                    } else {
+                        assert!(f.len() <= g.len(), "{what}: {} > {}", f.len(), g.len());
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, names.len() * 2 * edns.len());
+        // the shapes above include truncation, REFUSED and NXDOMAIN
+        let tc =
+            Message::from_vec(&fast(&h, &query(1, &format!("big.{o}"), A, None)).unwrap()).unwrap();
+        assert!(tc.metadata.truncation && tc.answers.is_empty());
+        let ok = Message::from_vec(
+            &fast(
+                &h,
+                &query(1, &format!("big.{o}"), A, Some((1232, 0, true, &[]))),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(!ok.metadata.truncation && ok.answers.len() == 41);
+    }
+
+    #[tokio::test]
+    async fn unusual_queries_take_the_general_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = handler(dir.path());
+        let name = "h1.o-v1.mx.example.";
+        let ok = query(7, name, 1, Some((1232, 0, true, &[])));
+        assert!(fast(&h, &ok).is_some());
+        let mut cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", vec![]),
+            ("short header", vec![0; 11]),
+            ("header only", ok[..12].to_vec()),
+            ("truncated question", ok[..20].to_vec()),
+            ("trailing byte", [ok.clone(), vec![0]].concat()),
+            (
+                "EDNS version 1",
+                query(7, name, 1, Some((1232, 1, true, &[]))),
+            ),
+            (
+                "EDNS option",
+                query(
+                    7,
+                    name,
+                    1,
+                    Some((1232, 0, true, &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])),
+                ),
+            ),
+            ("AXFR", query(7, name, 252, None)),
+            ("IXFR", query(7, name, 251, None)),
+            ("OPT", query(7, name, 41, None)),
+            ("type 0", query(7, name, 0, None)),
+            ("MAILB", query(7, name, 253, None)),
+        ];
+        let mut response = ok.clone();
+        response[2] |= 0x80;
+        cases.push(("response", response));
+        let mut notify = ok.clone();
+        notify[2] |= 4 << 3;
+        cases.push(("opcode NOTIFY", notify));
+        let mut two = ok.clone();
+        two[5] = 2;
+        cases.push(("two questions", two));
+        let mut answer = ok.clone();
+        answer[7] = 1;
+        cases.push(("answer record", answer));
+        let mut chaos = query(7, name, 16, None);
+        let l = chaos.len();
+        chaos[l - 1] = 3;
+        cases.push(("class CH", chaos));
+        let mut pointer = query(7, name, 1, None);
+        pointer[12] = 0xC0;
+        cases.push(("compressed question", pointer));
+        let mut long_label = query(7, name, 1, None);
+        long_label[12] = 64;
+        cases.push(("label of 64", long_label));
+        for (what, msg) in cases {
+            assert!(fast(&h, &msg).is_none(), "{what}");
+        }
+    }
 }

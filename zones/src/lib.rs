@@ -6,6 +6,7 @@
 
 pub mod lookup;
 pub mod rrset;
+pub mod wire;
 pub mod zone;
 
 pub use lookup::Lookup;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::rrset::Rrset;
-use crate::zone::Zone;
+use crate::zone::{canonical_key, Zone, KEY_MAX};
 
 /// What a zone says about (qname, qtype).
 #[derive(Debug)]
@@ -39,18 +39,39 @@ impl Zone {
                 return self.referral(&cut);
             }
         }
-        let Some(node) = self.nodes.get(qname) else {
-            if self.name_exists(qname) {
+        let mut kb = [0u8; KEY_MAX];
+        let len = canonical_key(qname, &mut kb);
+        self.lookup_below_cuts(&kb[..len], qtype)
+    }
+
+    /// [`Zone::lookup`] for a name given by its lower-case uncompressed wire form and its
+    /// [`canonical_key`] (the UDP fast path's: no `Name` is built unless the zone has cuts).
+    pub fn lookup_wire(&self, wire: &[u8], key: &[u8], qtype: RecordType) -> Lookup<'_> {
+        if !self.cuts.is_empty() {
+            let mut d = hickory_proto::serialize::binary::BinDecoder::new(wire);
+            if let Ok(qname) =
+                <Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)
+            {
+                return self.lookup(&qname, qtype);
+            }
+        }
+        self.lookup_below_cuts(key, qtype)
+    }
+
+    /// The lookup of a name that is not at or below a zone cut (DS at a cut excepted).
+    fn lookup_below_cuts(&self, key: &[u8], qtype: RecordType) -> Lookup<'_> {
+        let Some(node) = self.node_by_key(key) else {
+            if self.key_exists(key) {
                 // empty non-terminal: the NSEC before it proves there is nothing here
                 return Lookup::NoData {
                     nsecs: self
-                        .covering(qname)
-                        .and_then(|(_, n)| n.nsec.as_ref())
+                        .covering_key(key)
+                        .and_then(|n| n.nsec.as_ref())
                         .into_iter()
                         .collect(),
                 };
             }
-            return self.nxdomain(qname);
+            return self.nxdomain(key);
         };
         if qtype == RecordType::ANY {
             if let Some(first) = node.rrsets.first() {
@@ -126,22 +147,35 @@ impl Zone {
         Lookup::Referral { ns, ds, nsec, glue }
     }
 
-    fn nxdomain(&self, qname: &Name) -> Lookup<'_> {
+    /// `key`: the canonical key of a name that does not exist.
+    fn nxdomain(&self, key: &[u8]) -> Lookup<'_> {
         let mut nsecs: Vec<&Arc<Rrset>> = Vec::with_capacity(2);
-        if let Some((_, n)) = self.covering(qname) {
+        if let Some(n) = self.covering_key(key) {
             nsecs.extend(n.nsec.as_ref());
         }
-        // closest encloser: the longest existing ancestor; its wildcard must be denied too
-        let mut encloser = qname.base_name();
-        while encloser.num_labels() > self.origin.num_labels() && !self.name_exists(&encloser) {
-            encloser = encloser.base_name();
+        // closest encloser: the longest existing ancestor; its wildcard must be denied too.
+        // An ancestor's key is a prefix of the key ending after a 0x00 label end.
+        let parent = |k: &[u8]| -> usize {
+            k[..k.len().saturating_sub(1)]
+                .iter()
+                .rposition(|&b| b == 0)
+                .map_or(0, |i| i + 1)
+        };
+        let origin_labels = self.origin.num_labels() as usize;
+        let mut end = parent(key);
+        let mut labels = key[..end].iter().filter(|&&b| b == 0).count();
+        while labels > origin_labels && !self.key_exists(&key[..end]) {
+            end = parent(&key[..end]);
+            labels -= 1;
         }
-        if let Ok(wild) = encloser.prepend_label("*") {
-            if let Some((_, n)) = self.covering(&wild) {
-                if let Some(w) = n.nsec.as_ref() {
-                    if !nsecs.iter().any(|x| Arc::ptr_eq(x, w)) {
-                        nsecs.push(w);
-                    }
+        let mut wild = [0u8; KEY_MAX + 2];
+        wild[..end].copy_from_slice(&key[..end]);
+        wild[end] = b'*';
+        wild[end + 1] = 0;
+        if let Some(n) = self.covering_key(&wild[..end + 2]) {
+            if let Some(w) = n.nsec.as_ref() {
+                if !nsecs.iter().any(|x| Arc::ptr_eq(x, w)) {
+                    nsecs.push(w);
                 }
             }
         }

@@ -3,10 +3,14 @@
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
+use crate::wire::RrsetWire;
+
 /// One RRset of a zone with the signatures that cover it.
 ///
 /// Invariant: every record has the same owner, class IN, type and TTL; `rrsigs` were made over
-/// exactly `records` (the zone replaces the whole `Rrset` when either changes).
+/// exactly `records` (the zone replaces the whole `Rrset` when either changes). `wire` is
+/// made from them by [`Rrset::new`] and [`Rrset::with_rrsigs`]: change the public fields of an
+/// `Rrset` only through a new one (`Rrset::new`, then `with_rrsigs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rrset {
     pub name: Name,
@@ -18,6 +22,8 @@ pub struct Rrset {
     pub records_len: u16,
     /// Uncompressed wire length of `rrsigs`.
     pub rrsigs_len: u16,
+    /// `records` and `rrsigs` pre-encoded for answers.
+    wire: RrsetWire,
 }
 
 impl Rrset {
@@ -35,6 +41,7 @@ impl Rrset {
         records.sort_by(|a, b| a.data.cmp(&b.data));
         records.dedup_by(|a, b| a.data == b.data);
         let records_len = wire_len(&records);
+        let wire = RrsetWire::build(&name, &records, &[]);
         Some(Self {
             name,
             rtype,
@@ -43,17 +50,29 @@ impl Rrset {
             rrsigs: Vec::new(),
             records_len,
             rrsigs_len: 0,
+            wire,
         })
     }
 
     /// Returns a copy of this RRset carrying `rrsigs`.
     pub fn with_rrsigs(&self, rrsigs: Vec<Record>) -> Self {
         let rrsigs_len = wire_len(&rrsigs);
+        let wire = RrsetWire::build(&self.name, &self.records, &rrsigs);
         Self {
+            name: self.name.clone(),
+            rtype: self.rtype,
+            ttl: self.ttl,
+            records: self.records.clone(),
             rrsigs,
+            records_len: self.records_len,
             rrsigs_len,
-            ..self.clone()
+            wire,
         }
+    }
+
+    /// The records and RRSIGs, pre-encoded for answers.
+    pub fn wire(&self) -> &RrsetWire {
+        &self.wire
     }
 
     /// Wire length (uncompressed upper bound) of this RRset, with its RRSIGs if `dnssec`.

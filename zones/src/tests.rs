@@ -6,6 +6,8 @@ use hickory_proto::rr::rdata::{A, NS, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use proptest::prelude::*;
 
+use std::sync::Arc;
+
 use crate::*;
 
 /// Signs nothing: the chain and lookup logic do not depend on signatures.
@@ -44,6 +46,19 @@ fn zone() -> Zone {
 /// types present.
 fn check_chain(z: &Zone) {
     let names: Vec<Name> = z.nodes.keys().cloned().collect();
+    // the byte-keyed index holds the same nodes in the same order
+    assert_eq!(z.index_len(), names.len());
+    let mut prev: Option<Vec<u8>> = None;
+    for name in &names {
+        let key = key(name);
+        let by_key = z.node_by_key(&key).expect("indexed");
+        assert!(Arc::ptr_eq(by_key, z.nodes.get(name).unwrap()));
+        assert!(
+            prev.as_ref().is_none_or(|p| *p < key),
+            "key order of {name}"
+        );
+        prev = Some(key);
+    }
     for (i, name) in names.iter().enumerate() {
         let node = z.nodes.get(name).unwrap();
         let nsec = node.nsec.as_ref().expect("every name has an NSEC");
@@ -150,7 +165,41 @@ fn lookups() {
     ));
 }
 
+fn key(name: &Name) -> Vec<u8> {
+    let mut k = [0u8; zone::KEY_MAX];
+    let len = zone::canonical_key(name, &mut k);
+    k[..len].to_vec()
+}
+
 proptest! {
+    /// Canonical keys sort as names do (RFC 4034 6.1), ancestors' keys are prefixes, and the
+    /// key from the lower-case wire form is the same.
+    #[test]
+    fn canonical_keys_sort_as_names(
+        a in proptest::collection::vec(proptest::collection::vec(prop::sample::select(vec![0u8, 1, 2, b'-', b'*', b'A', b'a', b'b', b'Z', b'z', b'_', 0xff]), 1..4), 0..4),
+        b in proptest::collection::vec(proptest::collection::vec(prop::sample::select(vec![0u8, 1, 2, b'-', b'*', b'A', b'a', b'b', b'Z', b'z', b'_', 0xff]), 1..4), 0..4),
+    ) {
+        let mk = |labels: &Vec<Vec<u8>>| {
+            let mut name = Name::from_labels(labels.iter().map(|l| l.as_slice())).unwrap();
+            name.set_fqdn(true);
+            name
+        };
+        let (na, nb) = (mk(&a), mk(&b));
+        prop_assert_eq!(key(&na).cmp(&key(&nb)), na.cmp(&nb));
+        if na.zone_of(&nb) {
+            prop_assert!(key(&nb).starts_with(&key(&na)));
+        }
+        let mut wire = Vec::new();
+        for l in &a {
+            wire.push(l.len() as u8);
+            wire.extend(l.iter().map(|c| c.to_ascii_lowercase()));
+        }
+        wire.push(0);
+        let mut k = [0u8; zone::KEY_MAX];
+        let len = zone::canonical_key_wire(&wire, &mut k);
+        prop_assert_eq!(k[..len].to_vec(), key(&na));
+    }
+
     #[test]
     fn chain_is_one_loop_over_existing_names(ops in proptest::collection::vec((0u8..3, "[a-c]{1,2}(\\.[a-c]{1,2})?"), 1..40)) {
         let mut z = zone();

@@ -113,6 +113,74 @@ pub struct Zone {
     pub cuts: OrdMap<Name, ()>,
     /// TTL of NSEC records: min(SOA TTL, SOA minimum) (RFC 9077).
     pub nsec_ttl: u32,
+    /// The apex SOA RRset (every negative answer carries it), kept by `apply`.
+    soa: Option<Arc<Rrset>>,
+    /// The [`canonical_key`] of `origin`.
+    origin_key: Box<[u8]>,
+    /// `nodes` again, keyed by [`canonical_key`]: the same order, compared as bytes (the query
+    /// path's lookups; comparing `Name`s label by label from the root cost most of a query).
+    index: OrdMap<Box<[u8]>, Arc<Node>>,
+}
+
+/// Longest [`canonical_key`] (255-octet name, every octet escaped).
+pub const KEY_MAX: usize = 512;
+
+/// Writes the canonical-order key of `name` into `out` and returns its length: the labels from
+/// the root, lower case, each followed by 0x00 (0x00 and 0x01 inside a label are written as
+/// 0x01 0x01 and 0x01 0x02). Byte order of keys is the canonical order of RFC 4034 6.1, and an
+/// ancestor's key is a prefix of its descendants' keys, ending at a label boundary.
+pub fn canonical_key(name: &Name, out: &mut [u8; KEY_MAX]) -> usize {
+    let mut n = 0;
+    for label in name.iter().rev() {
+        for &b in label {
+            match b {
+                0 | 1 => {
+                    out[n] = 1;
+                    out[n + 1] = b + 1;
+                    n += 2;
+                }
+                _ => {
+                    out[n] = b.to_ascii_lowercase();
+                    n += 1;
+                }
+            }
+        }
+        out[n] = 0;
+        n += 1;
+    }
+    n
+}
+
+/// The canonical key of a name given in lower-case uncompressed wire form (the query path's).
+pub fn canonical_key_wire(wire: &[u8], out: &mut [u8; KEY_MAX]) -> usize {
+    let mut starts = [0u8; 128];
+    let mut labels = 0;
+    let mut i = 0;
+    while i < wire.len() && wire[i] != 0 && labels < 128 {
+        starts[labels] = i as u8;
+        labels += 1;
+        i += 1 + wire[i] as usize;
+    }
+    let mut n = 0;
+    for &s in starts[..labels].iter().rev() {
+        let s = s as usize;
+        for &b in &wire[s + 1..s + 1 + wire[s] as usize] {
+            match b {
+                0 | 1 => {
+                    out[n] = 1;
+                    out[n + 1] = b + 1;
+                    n += 2;
+                }
+                _ => {
+                    out[n] = b.to_ascii_lowercase();
+                    n += 1;
+                }
+            }
+        }
+        out[n] = 0;
+        n += 1;
+    }
+    n
 }
 
 impl Zone {
@@ -124,15 +192,74 @@ impl Zone {
         signer: &dyn RrsetSigner,
     ) -> Result<Self, ZoneError> {
         let origin = origin.to_lowercase();
+        let mut k = [0u8; KEY_MAX];
+        let len = canonical_key(&origin, &mut k);
+        let origin_key: Box<[u8]> = k[..len].into();
         let zone = Zone {
             origin: origin.clone(),
             nodes: OrdMap::new(),
             glue: OrdMap::new(),
             cuts: OrdMap::new(),
             nsec_ttl: 0,
+            soa: None,
+            origin_key,
+            index: OrdMap::new(),
         };
         let soa = Rrset::new(origin, soa_ttl, vec![RData::SOA(soa)]).expect("one record");
         zone.apply(vec![Change::Put(soa)], signer)
+    }
+
+    fn set_node(&mut self, name: Name, node: Arc<Node>) {
+        let mut k = [0u8; KEY_MAX];
+        let n = canonical_key(&name, &mut k);
+        self.index.insert(k[..n].into(), node.clone());
+        self.nodes.insert(name, node);
+    }
+
+    fn remove_node(&mut self, name: &Name) -> Option<Arc<Node>> {
+        let mut k = [0u8; KEY_MAX];
+        let n = canonical_key(name, &mut k);
+        self.index.remove(&k[..n]);
+        self.nodes.remove(name)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn index_len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The [`canonical_key`] of the origin: the zone holds the names whose keys start with it.
+    pub fn origin_key(&self) -> &[u8] {
+        &self.origin_key
+    }
+
+    /// The node at the name with this canonical key.
+    pub fn node_by_key(&self, key: &[u8]) -> Option<&Arc<Node>> {
+        self.index.get(key)
+    }
+
+    /// The node whose NSEC covers the name with this key, which is not in the zone (the
+    /// greatest name before it, wrapping).
+    pub(crate) fn covering_key(&self, key: &[u8]) -> Option<&Arc<Node>> {
+        use std::ops::Bound;
+        let max = || self.index.get_max().map(|(_, v)| v);
+        match self.index.get_prev(key) {
+            Some((k, v)) if &**k != key => Some(v),
+            Some(_) => self
+                .index
+                .range::<_, [u8]>((Bound::Unbounded, Bound::Excluded(key)))
+                .next_back()
+                .map(|(_, v)| v)
+                .or_else(max),
+            None => max(),
+        }
+    }
+
+    /// True when the name with this key owns data or is an empty non-terminal.
+    pub(crate) fn key_exists(&self, key: &[u8]) -> bool {
+        self.index
+            .get_next(key)
+            .is_some_and(|(k, _)| k.starts_with(key))
     }
 
     pub fn apex(&self) -> Option<&Arc<Node>> {
@@ -140,7 +267,7 @@ impl Zone {
     }
 
     pub fn soa(&self) -> Option<&Arc<Rrset>> {
-        self.apex()?.get(RecordType::SOA)
+        self.soa.as_ref()
     }
 
     pub fn serial(&self) -> u32 {
@@ -256,7 +383,7 @@ impl Zone {
                     if was_new || !types_before.contains(&rtype) {
                         nsec_dirty.insert(name.clone());
                     }
-                    z.nodes.insert(name, Arc::new(node));
+                    z.set_node(name, Arc::new(node));
                 }
                 Change::Delete(_, rtype) => {
                     if let Some(n) = z.nodes.get(&name) {
@@ -269,16 +396,16 @@ impl Zone {
                             z.cuts.remove(&name);
                         }
                         if node.rrsets.is_empty() {
-                            z.nodes.remove(&name);
+                            z.remove_node(&name);
                             removed.push(name);
                         } else {
-                            z.nodes.insert(name.clone(), Arc::new(node));
+                            z.set_node(name.clone(), Arc::new(node));
                             nsec_dirty.insert(name);
                         }
                     }
                 }
                 Change::DeleteName(_) => {
-                    if z.nodes.remove(&name).is_some() {
+                    if z.remove_node(&name).is_some() {
                         z.cuts.remove(&name);
                         removed.push(name);
                     }
@@ -298,6 +425,7 @@ impl Zone {
         }
 
         // SOA minimum / TTL decide the NSEC TTL (RFC 9077)
+        z.soa = z.apex().and_then(|n| n.get(RecordType::SOA)).cloned();
         if let Some(soa) = z.soa() {
             if let Some(RData::SOA(s)) = soa.records.first().map(|r| &r.data) {
                 let ttl = soa.ttl.min(s.minimum);
@@ -360,8 +488,9 @@ impl Zone {
             {
                 node.put(Arc::new(rrset));
             }
-            z.nodes.insert(name, Arc::new(node));
+            z.set_node(name, Arc::new(node));
         }
+        z.soa = z.apex().and_then(|n| n.get(RecordType::SOA)).cloned();
         Ok(z)
     }
 

@@ -1,0 +1,549 @@
+//! Wire forms for the UDP fast path (no hickory message objects, no per-query allocation).
+//!
+//! Every [`Rrset`](crate::Rrset) carries its records and RRSIGs pre-encoded once, when it is
+//! built ([`RrsetWire`]). An answer is then the header, the question copied as received, those
+//! bytes with the owner name (and the names inside NS, CNAME, PTR, MX and SOA data, which
+//! RFC 1035 allows to compress) replaced by a compression pointer into the question where they
+//! share a suffix with it, and OPT. [`parse_query`] reads the common query shape (one question,
+//! at most an OPT without options) straight from the datagram; anything else is left to the
+//! general path.
+
+use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+
+/// One piece of a pre-encoded RRset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// One record: the owner name, then `bytes[start..end]` (type, class, TTL, RDLENGTH, RDATA).
+    Rr { start: u32, end: u32 },
+    /// A record whose RDATA holds compressible names: the owner, then `bytes[start..start + 8]`
+    /// (type, class, TTL); RDLENGTH is written when `RdEnd` is reached.
+    RrBegin { start: u32 },
+    /// Literal RDATA bytes.
+    Lit { start: u32, end: u32 },
+    /// An uncompressed name in RDATA (`bytes[start..end]`, ends with the root label).
+    Name { start: u32, end: u32 },
+    /// End of the RDATA begun by the last `RrBegin`.
+    RdEnd,
+}
+
+/// The records and RRSIGs of one RRset, pre-encoded for answers.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RrsetWire {
+    /// The owner name (lower case, uncompressed) followed by the bytes the ops refer to.
+    bytes: Box<[u8]>,
+    owner_len: u16,
+    ops: Box<[Op]>,
+    /// `ops[..sig_op]` are the records, `ops[sig_op..]` the RRSIGs.
+    sig_op: u32,
+    records: u16,
+    rrsigs: u16,
+}
+
+impl std::fmt::Debug for RrsetWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RrsetWire")
+            .field("bytes", &self.bytes.len())
+            .field("records", &self.records)
+            .field("rrsigs", &self.rrsigs)
+            .finish()
+    }
+}
+
+/// Length of the uncompressed name at the start of `b` (including the root label), if valid.
+fn name_len(b: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    loop {
+        let l = *b.get(i)? as usize;
+        if l & 0xC0 != 0 {
+            return None;
+        }
+        i += 1 + l;
+        if l == 0 {
+            return Some(i);
+        }
+    }
+}
+
+impl RrsetWire {
+    /// Encodes `records` then `rrsigs` (all with the same owner `owner`).
+    pub fn build(owner: &Name, records: &[Record], rrsigs: &[Record]) -> Self {
+        let mut bytes: Vec<u8> = Vec::new();
+        {
+            let mut enc = BinEncoder::new(&mut bytes);
+            enc.set_name_encoding(NameEncoding::UncompressedLowercase);
+            if owner.emit(&mut enc).is_err() {
+                return Self::default();
+            }
+        }
+        let owner_len = bytes.len();
+        let mut ops = Vec::with_capacity(records.len() + rrsigs.len());
+        let mut scratch = Vec::with_capacity(256);
+        let mut sig_op = 0;
+        for (i, r) in records.iter().chain(rrsigs).enumerate() {
+            if i == records.len() {
+                sig_op = ops.len();
+            }
+            scratch.clear();
+            let mut enc = BinEncoder::new(&mut scratch);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            if r.emit(&mut enc).is_err() {
+                return Self::default();
+            }
+            let Some(own) = name_len(&scratch) else {
+                return Self::default();
+            };
+            let tail = &scratch[own..];
+            let rdata = &tail[10..];
+            // offsets of compressible names inside RDATA (RFC 3597 4: the RFC 1035 types)
+            let names: &[usize] = match &r.data {
+                RData::NS(_) | RData::CNAME(_) | RData::PTR(_) => &[0],
+                RData::MX(_) => &[2],
+                RData::SOA(_) => &[0, usize::MAX],
+                _ => &[],
+            };
+            let base = bytes.len() as u32;
+            if names.is_empty() {
+                bytes.extend_from_slice(tail);
+                ops.push(Op::Rr {
+                    start: base,
+                    end: bytes.len() as u32,
+                });
+                continue;
+            }
+            bytes.extend_from_slice(&tail[..8]);
+            ops.push(Op::RrBegin { start: base });
+            let mut at = 0usize;
+            for &n in names {
+                // usize::MAX: the name right after the previous one
+                let n = if n == usize::MAX { at } else { n };
+                if n > at {
+                    let s = bytes.len() as u32;
+                    bytes.extend_from_slice(&rdata[at..n]);
+                    ops.push(Op::Lit {
+                        start: s,
+                        end: bytes.len() as u32,
+                    });
+                }
+                let Some(len) = rdata.get(n..).and_then(name_len) else {
+                    return Self::default();
+                };
+                let s = bytes.len() as u32;
+                bytes.extend_from_slice(&rdata[n..n + len]);
+                ops.push(Op::Name {
+                    start: s,
+                    end: bytes.len() as u32,
+                });
+                at = n + len;
+            }
+            if at < rdata.len() {
+                let s = bytes.len() as u32;
+                bytes.extend_from_slice(&rdata[at..]);
+                ops.push(Op::Lit {
+                    start: s,
+                    end: bytes.len() as u32,
+                });
+            }
+            ops.push(Op::RdEnd);
+        }
+        if rrsigs.is_empty() {
+            sig_op = ops.len();
+        }
+        Self {
+            bytes: bytes.into_boxed_slice(),
+            owner_len: owner_len as u16,
+            ops: ops.into_boxed_slice(),
+            sig_op: sig_op as u32,
+            records: records.len() as u16,
+            rrsigs: rrsigs.len() as u16,
+        }
+    }
+
+    /// Number of resource records written with or without the RRSIGs.
+    pub fn count(&self, dnssec: bool) -> u16 {
+        self.records + if dnssec { self.rrsigs } else { 0 }
+    }
+}
+
+/// EDNS of a query (RFC 6891 6.1.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryEdns {
+    pub payload: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+}
+
+/// A query of the common shape, read straight from a datagram.
+pub struct Query<'m> {
+    /// The whole message.
+    pub msg: &'m [u8],
+    pub id: u16,
+    /// Flags word of the query (bytes 2–3).
+    pub flags: u16,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub edns: Option<QueryEdns>,
+    /// End of the question (12 + name + type + class).
+    question_end: usize,
+    /// The question name in lower case, uncompressed.
+    lower: [u8; 255],
+    name_len: usize,
+    /// Start of each label in `lower` (the root label excluded).
+    starts: [u8; 128],
+    labels: usize,
+}
+
+impl Query<'_> {
+    /// The question name in lower case, uncompressed wire form.
+    pub fn name_wire(&self) -> &[u8] {
+        &self.lower[..self.name_len]
+    }
+
+    /// The question name (lower case).
+    pub fn name(&self) -> Option<Name> {
+        let mut d = hickory_proto::serialize::binary::BinDecoder::new(self.name_wire());
+        <Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d).ok()
+    }
+
+    /// The question section as received (letter case kept).
+    pub fn question(&self) -> &[u8] {
+        &self.msg[12..self.question_end]
+    }
+}
+
+/// Reads a query of the common shape: QUERY opcode, QR clear, one question with an
+/// uncompressed name, no answer or authority records, at most one additional record which is an
+/// OPT at the root without options, and nothing after it. `None`: use the general path.
+pub fn parse_query(msg: &[u8]) -> Option<Query<'_>> {
+    if msg.len() < 12 + 1 + 4 {
+        return None;
+    }
+    let be16 = |i: usize| u16::from_be_bytes([msg[i], msg[i + 1]]);
+    let flags = be16(2);
+    // QR clear, opcode QUERY
+    if flags & 0xF800 != 0 {
+        return None;
+    }
+    let (qd, an, ns, ar) = (be16(4), be16(6), be16(8), be16(10));
+    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return None;
+    }
+    let mut q = Query {
+        msg,
+        id: be16(0),
+        flags,
+        qtype: 0,
+        qclass: 0,
+        edns: None,
+        question_end: 0,
+        lower: [0; 255],
+        name_len: 0,
+        starts: [0; 128],
+        labels: 0,
+    };
+    let mut i = 12;
+    let mut o = 0;
+    loop {
+        let l = *msg.get(i)? as usize;
+        if l == 0 {
+            break;
+        }
+        if l > 63 || o + 1 + l + 1 > 255 || q.labels == 127 {
+            return None;
+        }
+        let label = msg.get(i + 1..i + 1 + l)?;
+        q.starts[q.labels] = o as u8;
+        q.labels += 1;
+        q.lower[o] = l as u8;
+        for (d, s) in q.lower[o + 1..o + 1 + l].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        o += 1 + l;
+        i += 1 + l;
+    }
+    q.lower[o] = 0;
+    q.name_len = o + 1;
+    i += 1;
+    if msg.len() < i + 4 {
+        return None;
+    }
+    q.qtype = be16(i);
+    q.qclass = be16(i + 2);
+    i += 4;
+    q.question_end = i;
+    if ar == 1 {
+        // OPT: root name, type 41, class = payload, TTL = ext. rcode, version, flags; no RDATA
+        if msg.len() != i + 11 || msg[i] != 0 || be16(i + 1) != 41 || be16(i + 9) != 0 {
+            return None;
+        }
+        q.edns = Some(QueryEdns {
+            payload: be16(i + 3),
+            version: msg[i + 6],
+            dnssec_ok: msg[i + 7] & 0x80 != 0,
+        });
+        i += 11;
+    }
+    (i == msg.len()).then_some(q)
+}
+
+/// Start of each label of an uncompressed name (the root label excluded), and their number.
+fn label_starts(name: &[u8], starts: &mut [u8; 128]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < name.len() && name[i] != 0 && n < 128 {
+        starts[n] = i as u8;
+        n += 1;
+        i += 1 + name[i] as usize;
+    }
+    n
+}
+
+/// A name written earlier in the message that later names may point into: its first `lit`
+/// labels are written at `off`, the rest is a pointer into the question.
+#[derive(Clone, Copy)]
+struct Written<'w> {
+    off: u16,
+    name: &'w [u8],
+    lit: u8,
+}
+
+/// Names (other than the question's) that later names are compressed against.
+const WRITTEN_MAX: usize = 16;
+
+/// Writes one response into a caller-owned buffer (cleared first, reused across queries).
+///
+/// Name compression: each owner name, and each name inside NS, CNAME, PTR, MX and SOA data, is
+/// written as its labels up to the longest suffix it shares with the question name or with an
+/// owner or such name written before, then a pointer to that suffix (the question wins ties).
+/// The records of an RRset after the first point at the first one's owner.
+pub struct ResponseWriter<'o, 'q, 'm, 'w> {
+    out: &'o mut Vec<u8>,
+    q: &'q Query<'m>,
+    /// Maximum length of the message without the OPT record.
+    limit: usize,
+    /// OPT to append: (payload size to advertise, DO).
+    opt: Option<(u16, bool)>,
+    counts: [u16; 3],
+    /// Where the additional section starts in `out`, and how many written names it had then.
+    additional_start: Option<(usize, usize)>,
+    written: [Written<'w>; WRITTEN_MAX],
+    nwritten: usize,
+}
+
+impl<'o, 'q, 'm, 'w> ResponseWriter<'o, 'q, 'm, 'w> {
+    /// Starts a response of at most `limit` bytes (OPT included) to `q`; `opt` is the payload
+    /// size to advertise and the DO bit, when the response carries an OPT.
+    pub fn new(
+        out: &'o mut Vec<u8>,
+        q: &'q Query<'m>,
+        limit: usize,
+        opt: Option<(u16, bool)>,
+    ) -> Self {
+        out.clear();
+        out.extend_from_slice(&[0u8; 12]);
+        out.extend_from_slice(q.question());
+        let limit = limit.saturating_sub(if opt.is_some() { 11 } else { 0 });
+        Self {
+            out,
+            q,
+            limit,
+            opt,
+            counts: [0; 3],
+            additional_start: None,
+            written: [Written {
+                off: 0,
+                name: &[],
+                lit: 0,
+            }; WRITTEN_MAX],
+            nwritten: 0,
+        }
+    }
+
+    /// Writes `name` (uncompressed, lower case when `lower_case`) compressed; returns where its
+    /// first literal label was written and how many literal labels it has.
+    fn name(&mut self, name: &'w [u8], lower_case: bool) -> (usize, usize) {
+        let eq = |a: &[u8], b: &[u8]| {
+            if lower_case {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            }
+        };
+        let mut starts = [0u8; 128];
+        let n = label_starts(name, &mut starts);
+        // the question
+        let q = self.q.name_wire();
+        let mut best = 0;
+        let mut target = 0;
+        let mut k = n.min(self.q.labels);
+        while k > 0 {
+            let qs = self.q.starts[self.q.labels - k] as usize;
+            if eq(&name[starts[n - k] as usize..], &q[qs..]) {
+                best = k;
+                target = 12 + qs;
+                break;
+            }
+            k -= 1;
+        }
+        // names written before: only a longer match counts
+        if best < n {
+            let mut cs = [0u8; 128];
+            for w in &self.written[..self.nwritten] {
+                let m = label_starts(w.name, &mut cs);
+                let mut k = n.min(m);
+                // a match must start within the candidate's literal labels
+                while k > best && m - k < w.lit as usize {
+                    if eq(
+                        &name[starts[n - k] as usize..],
+                        &w.name[cs[m - k] as usize..],
+                    ) {
+                        best = k;
+                        target = w.off as usize + cs[m - k] as usize;
+                        break;
+                    }
+                    k -= 1;
+                }
+                if best == n {
+                    break;
+                }
+            }
+        }
+        let at = self.out.len();
+        let lit = n - best;
+        if best == 0 {
+            self.out.extend_from_slice(name);
+        } else {
+            self.out.extend_from_slice(&name[..starts[lit] as usize]);
+            self.out
+                .extend_from_slice(&(0xC000u16 | target as u16).to_be_bytes());
+        }
+        if lit > 0 && at < 0x3FFF && self.nwritten < WRITTEN_MAX {
+            self.written[self.nwritten] = Written {
+                off: at as u16,
+                name,
+                lit: lit as u8,
+            };
+            self.nwritten += 1;
+        }
+        (at, lit)
+    }
+
+    /// Appends a whole RRset (with its RRSIGs if `dnssec`) to `section` (0 answer,
+    /// 1 authority, 2 additional; sections must be written in order). False, and nothing
+    /// written, when it does not fit.
+    pub fn rrset(&mut self, w: &'w RrsetWire, dnssec: bool, section: usize) -> bool {
+        debug_assert!(section < 3);
+        let start = self.out.len();
+        let nwritten = self.nwritten;
+        if section == 2 && self.additional_start.is_none() {
+            self.additional_start = Some((start, nwritten));
+        }
+        let b: &'w [u8] = &w.bytes;
+        let owner = &b[..w.owner_len as usize];
+        // the first record's owner; the others point at it (or repeat its pointer)
+        let mut owner_ptr: Option<[u8; 2]> = None;
+        let ops = if dnssec {
+            &w.ops[..]
+        } else {
+            &w.ops[..w.sig_op as usize]
+        };
+        let mut rd_start = 0usize;
+        for op in ops {
+            match *op {
+                Op::Rr { .. } | Op::RrBegin { .. } => {
+                    match owner_ptr {
+                        Some(p) => self.out.extend_from_slice(&p),
+                        None => {
+                            let (at, lit) = self.name(owner, true);
+                            owner_ptr = if lit == 0 {
+                                // a pointer only (or the root name)
+                                let end = self.out.len();
+                                (end - at == 2).then(|| [self.out[at], self.out[at + 1]])
+                            } else if at < 0x3FFF {
+                                Some((0xC000u16 | at as u16).to_be_bytes())
+                            } else {
+                                None
+                            };
+                            if owner_ptr.is_none() {
+                                // no pointer possible: write the owner again each time
+                                self.out.truncate(at);
+                                self.out.extend_from_slice(owner);
+                            }
+                        }
+                    }
+                    match *op {
+                        Op::Rr { start, end } => {
+                            self.out.extend_from_slice(&b[start as usize..end as usize]);
+                        }
+                        Op::RrBegin { start } => {
+                            self.out
+                                .extend_from_slice(&b[start as usize..start as usize + 8]);
+                            self.out.extend_from_slice(&[0, 0]);
+                            rd_start = self.out.len();
+                        }
+                        _ => {}
+                    }
+                }
+                Op::Lit { start, end } => {
+                    self.out.extend_from_slice(&b[start as usize..end as usize]);
+                }
+                Op::Name { start, end } => {
+                    self.name(&b[start as usize..end as usize], false);
+                }
+                Op::RdEnd => {
+                    let len = (self.out.len() - rd_start) as u16;
+                    self.out[rd_start - 2..rd_start].copy_from_slice(&len.to_be_bytes());
+                }
+            }
+        }
+        if self.out.len() > self.limit {
+            self.out.truncate(start);
+            self.nwritten = nwritten;
+            return false;
+        }
+        self.counts[section] += w.count(dnssec);
+        true
+    }
+
+    /// Drops everything written to the additional section.
+    pub fn clear_additional(&mut self) {
+        if let Some((start, nwritten)) = self.additional_start {
+            self.out.truncate(start);
+            self.nwritten = nwritten;
+            self.counts[2] = 0;
+        }
+    }
+
+    /// Appends the OPT and writes the header (id, opcode, RD, CD of the query; QR; `aa`, `tc`,
+    /// `rcode`). Returns the message.
+    pub fn finish(self, rcode: u16, aa: bool, tc: bool) -> &'o [u8] {
+        let mut additional = self.counts[2];
+        if let Some((payload, dnssec_ok)) = self.opt {
+            let flags: u16 = if dnssec_ok { 0x8000 } else { 0 };
+            let ttl = (u32::from(rcode >> 4) << 24) | u32::from(flags);
+            self.out.push(0);
+            self.out.extend_from_slice(&41u16.to_be_bytes());
+            self.out.extend_from_slice(&payload.max(512).to_be_bytes());
+            self.out.extend_from_slice(&ttl.to_be_bytes());
+            self.out.extend_from_slice(&[0, 0]);
+            additional += 1;
+        }
+        // QR, opcode (0 here), AA, TC, RD; RA 0; Z 0; AD 0; CD; RCODE
+        let qf = self.q.flags;
+        let mut flags = 0x8000 | (qf & 0x7800) | (qf & 0x0100) | (qf & 0x0010) | (rcode & 0xF);
+        if aa {
+            flags |= 0x0400;
+        }
+        if tc {
+            flags |= 0x0200;
+        }
+        let h = &mut self.out[..12];
+        h[0..2].copy_from_slice(&self.q.id.to_be_bytes());
+        h[2..4].copy_from_slice(&flags.to_be_bytes());
+        h[4..6].copy_from_slice(&1u16.to_be_bytes());
+        h[6..8].copy_from_slice(&self.counts[0].to_be_bytes());
+        h[8..10].copy_from_slice(&self.counts[1].to_be_bytes());
+        h[10..12].copy_from_slice(&additional.to_be_bytes());
+        &self.out[..]
+    }
+}
