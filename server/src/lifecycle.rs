@@ -33,6 +33,9 @@ pub enum Request {
     Roll(KeyRole),
     /// `keys ds-seen --zone Z`: the parent serves the DS of the incoming KSK.
     DsSeen,
+    /// The parent check saw the DS of this key (by id). Unlike the operator's confirmation it
+    /// is no error when the key no longer waits (a concurrent run confirmed it first).
+    ParentShowsDs(i64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,16 +160,20 @@ pub fn roll_zone(
                     rollover::request_roll(role, &times, now),
                     "unscheduled roll requested",
                 ),
-                Request::DsSeen => (
+                Request::DsSeen | Request::ParentShowsDs(_) => (
                     rollover::confirm_ds_seen(&times, now),
                     Step::DsSeen.as_str(),
                 ),
             };
-            let k = k.map_err(|r| {
-                tracing::warn!(zone = %zs, refusal = %r, "key rollover request refused");
-                LifecycleError::Refused(r)
-            })?;
-            persist(tx, &zs, &mut rows, &mut done, &k, step)?;
+            match (k, req) {
+                (Ok(k), Request::ParentShowsDs(id)) if k.id != id => {}
+                (Err(_), Request::ParentShowsDs(_)) => {}
+                (Ok(k), _) => persist(tx, &zs, &mut rows, &mut done, &k, step)?,
+                (Err(r), _) => {
+                    tracing::warn!(zone = %zs, refusal = %r, "key rollover request refused");
+                    return Err(LifecycleError::Refused(r));
+                }
+            }
         }
         for role in [KeyRole::Ksk, KeyRole::Zsk] {
             for _ in 0..8 {
@@ -247,7 +254,7 @@ fn persist(
     set_times(row, k);
     store::update_key_times(tx, row)?;
     tracing::info!(
-        zone,
+        zone = %zone,
         role = k.role.as_str(),
         key_tag = k.tag,
         step,
@@ -344,7 +351,7 @@ fn parent_check(config: &Config, store: &Store, zone: &Name, now: u64) -> Option
         }
     }
     tracing::info!(zone = %zone, key_tag = row.key_tag, "every parent server serves the new DS");
-    Some(Request::DsSeen)
+    Some(Request::ParentShowsDs(row.id))
 }
 
 fn parent_serves_ds(

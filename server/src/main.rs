@@ -263,6 +263,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| "info,hickory_server=warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut config = load_config(&cli.common)?;
     match cli.command {

@@ -761,9 +761,10 @@ mod tests {
         config.keys.retention = 2 * 86400;
         let t0 = 1_800_000_000u32;
         let clock = Arc::new(TestClock(AtomicU32::new(t0)));
-        let mgr = ZoneManager::open(config.clone(), clock.clone()).unwrap();
+        let mut mgr = ZoneManager::open(config.clone(), clock.clone()).unwrap();
         let mut store = Store::open(&db_path(dir.path())).unwrap();
         let first = assert_valid(&mgr.catalog.load(), t0);
+        let mut restarts = 0;
         let apex = config.zone_name().unwrap();
         let mut seen: BTreeMap<Name, BTreeSet<u16>> = BTreeMap::new();
         let mut confirmed = 0;
@@ -771,6 +772,15 @@ mod tests {
         while t < t0 + 30 * 86400 {
             t += 1800;
             clock.0.store(t, Ordering::SeqCst);
+            if (t - t0) % (61 * 3600) == 0 {
+                // a restart in the middle of whatever is under way resumes it from the store
+                drop(mgr);
+                mgr = ZoneManager::open(config.clone(), clock.clone()).unwrap();
+                let tags = assert_valid(&mgr.catalog.load(), t);
+                if tags.values().any(|k| k.len() > 2) {
+                    restarts += 1; // in the middle of a rollover
+                }
+            }
             lifecycle::check_all(&config, &mut store, t as u64).unwrap();
             mgr.sync().unwrap();
             // the operator confirms the apex's new DS a day after the CDS appeared
@@ -808,6 +818,7 @@ mod tests {
             }
         }
         assert_eq!(confirmed, 2, "two apex KSK rollovers confirmed in 30 days");
+        assert!(restarts >= 3, "restarts during rollovers: {restarts}");
         let last = assert_valid(&mgr.catalog.load(), t);
         for (z, tags) in &last {
             assert!(

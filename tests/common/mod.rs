@@ -453,6 +453,50 @@ impl Unbound {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("unbound.log")).unwrap_or_default()
     }
+
+    /// An Unbound that plays the apex's parent: it serves `records` (presentation format,
+    /// e.g. the DS of mx.example.) from a local zone `example.` and nothing else.
+    pub fn start_parent(port: u16, records: &[&str]) -> Self {
+        let unbound = which("unbound");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        let data: String = records
+            .iter()
+            .map(|r| format!("  local-data: \"{r}\"\n"))
+            .collect();
+        let conf = format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  use-syslog: no\n  logfile: \"\"\n  \
+             username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  \
+             access-control: 127.0.0.0/8 allow\n  module-config: \"iterator\"\n  num-threads: 1\n  \
+             so-reuseport: no\n  local-zone: \"example.\" static\n{data}\
+             remote-control:\n  control-enable: no\n"
+        );
+        std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("unbound.log")).unwrap();
+        let child = Command::new(unbound)
+            .arg("-d")
+            .arg("-c")
+            .arg(dir.path().join("unbound.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let u = Unbound {
+            child,
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while query_udp(u.addr, "mx.example.", RecordType::DS, false, 1232).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "unbound did not start: {}",
+                u.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        u
+    }
 }
 
 impl Drop for Unbound {
