@@ -536,3 +536,137 @@ fn apex_rollover_goes_on_when_the_parent_servers_serve_the_new_ds() {
     );
     assert_eq!(s.cmd(&["keys", "ds"]).trim(), new_ds);
 }
+
+#[test]
+fn admin_api_for_keys() {
+    let s = Server::start(CONFIG);
+    let admin = s.admin_token();
+    let a = Some(admin.as_str());
+    let (st, tenant) = http(
+        s.api,
+        "POST",
+        "/v1/tenants",
+        a,
+        Some(&serde_json::json!({"name": "t"})),
+    );
+    assert_eq!(st, 201, "{tenant}");
+    let tenant_token = tenant["token"].as_str().unwrap().to_string();
+
+    let (st, v) = http(s.api, "GET", "/v1/keys", a, None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["zones"].as_array().unwrap().len(), 2);
+    let (st, v) = http(s.api, "GET", "/v1/zones/o-v1.mx.example./keys", a, None);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["parent"], "served here");
+    assert_eq!(v["policy"]["publish_interval"], 4);
+    assert!(v["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["step"] == "publish successor"));
+    let old_zsk = tags(&v, "zsk", "active");
+
+    // not for tenants, not without a token, not for unknown zones, not for unknown roles
+    let (st, v) = http(s.api, "GET", "/v1/keys", Some(&tenant_token), None);
+    assert_eq!(
+        (st, v["errorData"]["errorCode"].as_str()),
+        (403, Some("Forbidden"))
+    );
+    let (st, _) = http(s.api, "POST", "/v1/keys/check", None, None);
+    assert_eq!(st, 401);
+    let (st, v) = http(s.api, "GET", "/v1/zones/example.org/keys", a, None);
+    assert_eq!(
+        (st, v["errorData"]["errorCode"].as_str()),
+        (404, Some("ZoneNotFound")),
+        "{v}"
+    );
+    let (st, v) = http(s.api, "GET", "/v1/zones/a..b/keys", a, None);
+    assert_eq!(
+        (st, v["errorData"]["errorCode"].as_str()),
+        (400, Some("InvalidZoneName")),
+        "{v}"
+    );
+    let roll = "/v1/zones/o-v1.mx.example./keys/roll";
+    let (st, v) = http(
+        s.api,
+        "POST",
+        roll,
+        a,
+        Some(&serde_json::json!({"role": "csk"})),
+    );
+    assert_eq!(
+        (st, v["errorData"]["errorCode"].as_str()),
+        (400, Some("InvalidRequest")),
+        "{v}"
+    );
+
+    // an unscheduled ZSK roll starts at once and is served when the API answers
+    let (st, v) = http(
+        s.api,
+        "POST",
+        roll,
+        a,
+        Some(&serde_json::json!({"role": "zsk"})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["unscheduled roll requested", "publish successor"]);
+    let m = query_udp(s.dns, PARTITION, RecordType::DNSKEY, true, 1232).unwrap();
+    assert_eq!(
+        m.answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::DNSKEY)
+            .count(),
+        3,
+        "the new ZSK is published"
+    );
+    // a second one is refused while the first is under way; nothing changes
+    let (st, v) = http(
+        s.api,
+        "POST",
+        roll,
+        a,
+        Some(&serde_json::json!({"role": "zsk"})),
+    );
+    assert_eq!(
+        (st, v["errorData"]["errorCode"].as_str()),
+        (409, Some("KeyOperationRefused")),
+        "{v}"
+    );
+    assert!(v["errorData"]["errorDetails"]
+        .as_str()
+        .unwrap()
+        .contains("already under way"));
+    // nothing waits for a DS
+    let (st, v) = http(s.api, "POST", "/v1/zones/mx.example./keys/ds-seen", a, None);
+    assert_eq!(
+        (st, v["errorData"]["errorCode"].as_str()),
+        (409, Some("KeyOperationRefused")),
+        "{v}"
+    );
+    // the due steps, by API, until the old ZSK is gone (Ipub + Iret = 8 s)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, v) = http(s.api, "POST", "/v1/keys/check", a, None);
+        assert_eq!(st, 200, "{v}");
+        let z = keys_of(&s, PARTITION);
+        if tags(&z, "zsk", "removed") == old_zsk {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{z:#}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let m = query_udp(s.dns, PARTITION, RecordType::DNSKEY, true, 1232).unwrap();
+    assert_eq!(
+        m.answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::DNSKEY)
+            .count(),
+        2
+    );
+}
