@@ -197,10 +197,14 @@ impl Default for Timing {
     }
 }
 
-/// Per-zone overrides of [`Timing`] (`[keys.zone."o-v1.mx.example."]`).
+/// Per-zone overrides of [`Timing`], of the algorithm of the zone's first keys and of the
+/// signature validity and refresh (`[keys.zone."o-v1.mx.example."]`).
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimingOverride {
+    pub algorithm: Option<u8>,
+    pub signature_validity: Option<u32>,
+    pub signature_refresh: Option<u32>,
     pub zsk_lifetime: Option<u64>,
     pub ksk_lifetime: Option<u64>,
     pub propagation_delay: Option<u64>,
@@ -244,16 +248,7 @@ impl Config {
     /// The rollover policy of `zone`: timing (with its overrides) and the TTLs of the zone and
     /// its parent. `max_stored_ttl` is the largest TTL of the zone's stored records.
     pub fn key_policy(&self, zone: &Name, max_stored_ttl: u32) -> keys::rollover::Policy {
-        let o = self
-            .keys
-            .zone
-            .iter()
-            .find(|(k, _)| {
-                Name::from_ascii(k).is_ok_and(|n| n.to_lowercase() == *zone)
-                    || Name::from_ascii(format!("{k}.")).is_ok_and(|n| n.to_lowercase() == *zone)
-            })
-            .map(|(_, o)| *o)
-            .unwrap_or_default();
+        let o = self.zone_override(zone);
         let t = &self.keys.timing;
         let ttl = &self.ttl;
         let zone_ttls = [
@@ -287,6 +282,32 @@ impl Config {
             publish_safety: o.publish_safety.unwrap_or(t.publish_safety),
             retire_safety: o.retire_safety.unwrap_or(t.retire_safety),
         }
+    }
+
+    fn zone_override(&self, zone: &Name) -> TimingOverride {
+        self.keys
+            .zone
+            .iter()
+            .find(|(k, _)| {
+                Name::from_ascii(k).is_ok_and(|n| n.to_lowercase() == *zone)
+                    || Name::from_ascii(format!("{k}.")).is_ok_and(|n| n.to_lowercase() == *zone)
+            })
+            .map(|(_, o)| *o)
+            .unwrap_or_default()
+    }
+
+    /// The algorithm of a zone's first keys (later keys keep the zone's algorithm).
+    pub fn zone_algorithm(&self, zone: &Name) -> u8 {
+        self.zone_override(zone).algorithm.unwrap_or(self.algorithm)
+    }
+
+    /// The signature timing of a zone.
+    pub fn signature_policy(&self, zone: &Name) -> keys::SignaturePolicy {
+        let o = self.zone_override(zone);
+        let mut p = self.signatures.policy();
+        p.validity = o.signature_validity.unwrap_or(p.validity);
+        p.refresh = o.signature_refresh.unwrap_or(p.refresh);
+        p
     }
 
     /// Whether we serve the parent of `zone` (partitions) or someone else does (the apex).
@@ -441,13 +462,12 @@ impl Config {
         if self.udp_max_payload < 512 {
             bail!("udp_max_payload must be at least 512");
         }
-        if self.signatures.refresh
-            >= self
-                .signatures
-                .validity
-                .saturating_sub(self.signatures.jitter)
-        {
-            bail!("signatures.refresh must be shorter than validity - jitter");
+        for z in self.all_zones()? {
+            let p = self.signature_policy(&z);
+            if p.refresh >= p.validity.saturating_sub(p.jitter) {
+                bail!("{z}: the signature refresh must be shorter than validity - jitter");
+            }
+            keys::algorithm_from_number(self.zone_algorithm(&z))?;
         }
         if self.ns_addresses.is_empty() {
             bail!("ns_addresses must not be empty");

@@ -282,9 +282,9 @@ fn generate(
     let algorithm = rows
         .iter()
         .find(|r| r.removed_at.is_none())
-        .map_or(config.algorithm, |r| r.algorithm);
-    if algorithm != config.algorithm {
-        tracing::warn!(zone = %zone, zone_algorithm = algorithm, configured = config.algorithm, "new keys keep the zone's algorithm; algorithm rollovers are not supported");
+        .map_or(config.zone_algorithm(zone), |r| r.algorithm);
+    if algorithm != config.zone_algorithm(zone) {
+        tracing::warn!(zone = %zone, zone_algorithm = algorithm, configured = config.zone_algorithm(zone), "new keys keep the zone's algorithm; algorithm rollovers are not supported");
     }
     let alg = keys::algorithm_from_number(algorithm).map_err(anyhow::Error::from)?;
     let key_role = match role {

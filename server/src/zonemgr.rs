@@ -216,7 +216,7 @@ impl ZoneManager {
             ksks: st.pairs(&sets.ksk_signers),
             zsks: st.pairs(&sets.zsk_signers),
             now,
-            policy: self.config.signatures.policy(),
+            policy: self.config.signature_policy(&st.origin),
         }
     }
 
@@ -587,9 +587,13 @@ impl ZoneManager {
         let mut guard = self.inner.lock().expect("zone manager lock");
         let inner = &mut *guard;
         let now = self.clock.now();
-        let horizon = now.saturating_add(self.config.signatures.refresh);
         let mut total = 0;
         for idx in 0..inner.zones.len() {
+            let horizon = now.saturating_add(
+                self.config
+                    .signature_policy(&inner.zones[idx].origin)
+                    .refresh,
+            );
             let current = self.catalog.load().get(&inner.zones[idx].origin).cloned();
             let Some(current) = current else { continue };
             let due = current.expiring_before(horizon);
@@ -839,6 +843,74 @@ mod tests {
             let exists = key_dir(dir.path()).join(&r.file).exists();
             assert_eq!(exists, r.purged_at.is_none(), "{}", r.file);
         }
+    }
+
+    #[test]
+    fn per_zone_policy_algorithm_and_signature_validity() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: Config = toml::from_str(&format!(
+            "data_dir = \"{}\"\n[keys.zone.\"o-v1.mx.example.\"]\nalgorithm = 15\nsignature_validity = 864000\nsignature_refresh = 172800\nzsk_lifetime = 86400\n",
+            dir.path().display()
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let t0 = 1_800_000_000;
+        let mgr =
+            ZoneManager::open(config.clone(), Arc::new(TestClock(AtomicU32::new(t0)))).unwrap();
+        assert_valid(&mgr.catalog.load(), t0);
+        let partition = Name::from_ascii("o-v1.mx.example.").unwrap();
+        let apex = config.zone_name().unwrap();
+        for z in &mgr.catalog.load().zones {
+            let dnskey = z.apex().unwrap().get(RecordType::DNSKEY).unwrap();
+            for r in dnskey.records.iter().chain(&dnskey.rrsigs) {
+                let alg = match keys::verify::as_dnskey(r) {
+                    Some(k) => {
+                        u8::from(hickory_proto::dnssec::PublicKey::algorithm(k.public_key()))
+                    }
+                    None => u8::from(keys::verify::as_rrsig(r).unwrap().input().algorithm),
+                };
+                assert_eq!(alg, if z.origin == partition { 15 } else { 13 });
+            }
+            let soa = z.soa().unwrap();
+            let exp = keys::verify::as_rrsig(&soa.rrsigs[0])
+                .unwrap()
+                .input()
+                .sig_expiration
+                .get();
+            let validity = if z.origin == partition { 10 } else { 14 } * 86400;
+            assert!(
+                exp <= t0 + validity && exp > t0 + validity - 86400,
+                "{}",
+                z.origin
+            );
+        }
+        assert_eq!(config.key_policy(&partition, 0).zsk_lifetime, 86400);
+        assert_eq!(config.key_policy(&apex, 0).zsk_lifetime, 30 * 86400);
+        assert_eq!(
+            config.key_policy(&apex, 0).parent_ds_ttl,
+            86400,
+            "apex: the registry's TTL"
+        );
+        assert_eq!(
+            config.key_policy(&partition, 0).parent_ds_ttl,
+            3600,
+            "partitions: our ttl.ds"
+        );
+        assert_eq!(
+            config.key_policy(&partition, 90_000).max_zone_ttl,
+            90_000,
+            "stored TTLs count"
+        );
+        // a zone that is not served, or a lifetime shorter than Ipub, is refused
+        let bad: Config =
+            toml::from_str("[keys.zone.\"example.org.\"]\nzsk_lifetime = 86400\n").unwrap();
+        assert!(bad.validate().is_err());
+        let bad: Config = toml::from_str("[keys.timing]\nzsk_lifetime = 600\n").unwrap();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("publish interval"));
     }
 
     #[test]
