@@ -15,7 +15,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use zones::wire::{parse_query, ResponseWriter};
-use zones::zone::{canonical_key_wire, KEY_MAX};
+use zones::zone::KEY_MAX;
 use zones::{Lookup, Rrset, Zone};
 
 use crate::config::Cidr;
@@ -150,7 +150,7 @@ impl DnsHandler {
         } as usize;
         let opt = q.edns.map(|_| (self.udp_max_payload, dnssec));
         let mut kb = [0u8; KEY_MAX];
-        let klen = canonical_key_wire(q.name_wire(), &mut kb);
+        let klen = q.canonical_key(&mut kb);
         let key = &kb[..klen];
         let catalog = self.mgr.catalog.load();
         let mut w = ResponseWriter::new(out, &q, limit, opt);

@@ -57,20 +57,50 @@ pub async fn serve(
     let mut buf = vec![0u8; 4096];
     // the fast path's answers are written here; reused, so no allocation per query
     let mut out: Vec<u8> = Vec::with_capacity(u16::MAX as usize);
+    // queries read without waiting since the task last gave the others a turn
+    let mut burst = 0u32;
     loop {
-        let (len, src) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "UDP receive failed");
-                    continue;
+        // Read what is queued without a readiness future; wait (or stop) only when the socket
+        // is empty, and yield every 64 queries so that a busy socket starves nothing.
+        let (len, src) = match socket.try_recv_from(&mut buf) {
+            Ok(x) => {
+                burst += 1;
+                if burst == 64 {
+                    burst = 0;
+                    if stop.has_changed().unwrap_or(true) {
+                        return;
+                    }
+                    tokio::task::yield_now().await;
                 }
-            },
-            _ = stop.changed() => return,
+                x
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                burst = 0;
+                tokio::select! {
+                    r = socket.recv_from(&mut buf) => match r {
+                        Ok(x) => x,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "UDP receive failed");
+                            continue;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "UDP receive failed");
+                continue;
+            }
         };
         let raw = &buf[..len];
         if handler.answer_udp(raw, &mut out) {
-            if let Err(e) = socket.send_to(&out, src).await {
+            let sent = match socket.try_send_to(&out, src) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    socket.send_to(&out, src).await
+                }
+                r => r,
+            };
+            if let Err(e) = sent {
                 tracing::debug!(error = %e, "UDP send failed");
             }
             continue;

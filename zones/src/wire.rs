@@ -205,6 +205,28 @@ impl Query<'_> {
         <Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d).ok()
     }
 
+    /// Writes the [`canonical_key`](crate::zone::canonical_key) of the question name into
+    /// `out` and returns its length.
+    pub fn canonical_key(&self, out: &mut [u8; crate::zone::KEY_MAX]) -> usize {
+        let mut n = 0;
+        for &s in self.starts[..self.labels].iter().rev() {
+            let s = s as usize;
+            for &b in &self.lower[s + 1..s + 1 + self.lower[s] as usize] {
+                if b <= 1 {
+                    out[n] = 1;
+                    out[n + 1] = b + 1;
+                    n += 2;
+                } else {
+                    out[n] = b;
+                    n += 1;
+                }
+            }
+            out[n] = 0;
+            n += 1;
+        }
+        n
+    }
+
     /// The question section as received (letter case kept).
     pub fn question(&self) -> &[u8] {
         &self.msg[12..self.question_end]

@@ -151,38 +151,6 @@ pub fn canonical_key(name: &Name, out: &mut [u8; KEY_MAX]) -> usize {
     n
 }
 
-/// The canonical key of a name given in lower-case uncompressed wire form (the query path's).
-pub fn canonical_key_wire(wire: &[u8], out: &mut [u8; KEY_MAX]) -> usize {
-    let mut starts = [0u8; 128];
-    let mut labels = 0;
-    let mut i = 0;
-    while i < wire.len() && wire[i] != 0 && labels < 128 {
-        starts[labels] = i as u8;
-        labels += 1;
-        i += 1 + wire[i] as usize;
-    }
-    let mut n = 0;
-    for &s in starts[..labels].iter().rev() {
-        let s = s as usize;
-        for &b in &wire[s + 1..s + 1 + wire[s] as usize] {
-            match b {
-                0 | 1 => {
-                    out[n] = 1;
-                    out[n + 1] = b + 1;
-                    n += 2;
-                }
-                _ => {
-                    out[n] = b.to_ascii_lowercase();
-                    n += 1;
-                }
-            }
-        }
-        out[n] = 0;
-        n += 1;
-    }
-    n
-}
-
 impl Zone {
     /// A zone holding only its SOA, signed, with a one-name NSEC chain.
     pub fn new(
