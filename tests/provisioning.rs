@@ -445,6 +445,11 @@ fn fleet_certificate_change_updates_every_dane_host() {
         let m = query_udp(s.dns, &host, RecordType::TLSA, true, 1232).unwrap();
         assert_eq!(tlsa_data(&m), want, "{host}");
         assert!(
+            m.answers.iter().any(|r| matches!(&r.data, RData::CNAME(c)
+                if c.0.to_ascii() == "_25._tcp._fleet.o-v1.mx.example.")),
+            "one shared TLSA RRset, reached by CNAME: {m:?}"
+        );
+        assert!(
             m.answers
                 .iter()
                 .any(|r| matches!(&r.data, RData::TLSA(t) if u8::from(t.cert_usage) == 2)),

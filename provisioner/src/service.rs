@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
-use hickory_proto::rr::rdata::{A, AAAA, TLSA};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, TLSA};
 use hickory_proto::rr::{Name, RData, RecordType};
 use ring::rand::SecureRandom;
 
@@ -526,7 +526,8 @@ impl Provisioner {
         Ok(())
     }
 
-    /// The TLSA RRset of a host from the partition's fleet certificates (empty: none configured).
+    /// The TLSA name of a DANE host: a CNAME to the partition's one shared TLSA RRset (empty:
+    /// no fleet certificate configured).
     fn tlsa_ops(
         &self,
         tx: &rusqlite::Transaction<'_>,
@@ -534,17 +535,16 @@ impl Provisioner {
         host: &Name,
         ttl: u32,
     ) -> Result<Vec<BatchOp>, StoreError> {
-        let certs = tenancy::partition_certs(tx, partition)?;
-        if certs.is_empty() {
+        if tenancy::partition_certs(tx, partition)?.is_empty() {
             return Ok(Vec::new());
         }
-        let data = certs.iter().map(|c| RData::TLSA(tlsa(c))).collect();
+        let zone = self.partition_zone(partition);
         Ok(vec![BatchOp::set(
-            &self.partition_zone(partition),
+            &zone,
             &tlsa_owner(host),
-            RecordType::TLSA,
+            RecordType::CNAME,
             ttl,
-            data,
+            vec![RData::CNAME(CNAME(fleet_tlsa_owner(&zone)))],
         )])
     }
 
@@ -594,8 +594,9 @@ impl Provisioner {
         })
     }
 
-    /// Sets a partition's fleet certificates and rewrites the TLSA RRset of every DANE host in
-    /// it, in one transaction. Input that is not a currently valid certificate changes nothing.
+    /// Sets a partition's fleet certificates and its one shared TLSA RRset, which every DANE
+    /// host's TLSA name is a CNAME to: one RRset to change and sign, however many hosts.
+    /// Input that is not a currently valid certificate changes nothing.
     pub fn set_certificates(
         &self,
         caller: &Caller,
@@ -650,14 +651,13 @@ impl Provisioner {
                 tenancy::replace_partition_certs(tx, partition, &rows)?;
                 let ttl = tenancy::get_partition(tx, partition)?.map_or(300, |p| p.host_ttl);
                 let data: Vec<RData> = rows.iter().map(|c| RData::TLSA(tlsa(c))).collect();
-                let ops = tenancy::enabled_domains(tx, partition, true)?
-                    .into_iter()
-                    .filter_map(|d| d.mx_token)
-                    .map(|token| {
-                        let owner = tlsa_owner(&self.host(&token, partition));
-                        BatchOp::set(&zone, &owner, RecordType::TLSA, ttl, data.clone())
-                    })
-                    .collect();
+                let ops = vec![BatchOp::set(
+                    &zone,
+                    &fleet_tlsa_owner(&zone),
+                    RecordType::TLSA,
+                    ttl,
+                    data,
+                )];
                 write_batch(tx, &Batch { ops }, t)?;
                 Ok(())
             })
@@ -766,6 +766,17 @@ pub fn tlsa_owner(host: &Name) -> Name {
     Name::from_ascii("_25._tcp")
         .expect("labels")
         .append_domain(host)
+        .expect("short")
+}
+
+/// `_25._tcp._fleet.<partition zone>`: the partition's one TLSA RRset. The TLSA name of every
+/// DANE host is a CNAME to it, which DANE clients follow (RFC 7671 section 7, RFC 7672
+/// section 2.2.3; both links are validated), so a fleet certificate change is one RRset. No
+/// MX token can start with `_`, so it never meets a tenant's name.
+pub fn fleet_tlsa_owner(partition_zone: &Name) -> Name {
+    Name::from_ascii("_25._tcp._fleet")
+        .expect("labels")
+        .append_domain(partition_zone)
         .expect("short")
 }
 
