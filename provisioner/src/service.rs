@@ -20,6 +20,9 @@ use crate::store::tenancy::{self, CertRow, DomainRow, PartitionRow};
 use crate::store::{write_batch, Batch, BatchOp, Store, StoreError};
 use crate::{certs, mxtoken};
 
+mod import;
+pub use import::{parse_import, ImportOptions, ImportReport};
+
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
@@ -538,14 +541,7 @@ impl Provisioner {
         if tenancy::partition_certs(tx, partition)?.is_empty() {
             return Ok(Vec::new());
         }
-        let zone = self.partition_zone(partition);
-        Ok(vec![BatchOp::set(
-            &zone,
-            &tlsa_owner(host),
-            RecordType::CNAME,
-            ttl,
-            vec![RData::CNAME(CNAME(fleet_tlsa_owner(&zone)))],
-        )])
+        Ok(vec![dane_op(&self.partition_zone(partition), host, ttl)])
     }
 
     /// `Get-DnssecStatusForVerifiedDomain` (state part; live DNS checks are added by the caller).
@@ -778,6 +774,17 @@ pub fn fleet_tlsa_owner(partition_zone: &Name) -> Name {
         .expect("labels")
         .append_domain(partition_zone)
         .expect("short")
+}
+
+/// The TLSA name of a DANE host: a CNAME to the partition's shared TLSA RRset.
+fn dane_op(zone: &Name, host: &Name, ttl: u32) -> BatchOp {
+    BatchOp::set(
+        zone,
+        &tlsa_owner(host),
+        RecordType::CNAME,
+        ttl,
+        vec![RData::CNAME(CNAME(fleet_tlsa_owner(zone)))],
+    )
 }
 
 fn tlsa(c: &CertRow) -> TLSA {

@@ -20,6 +20,8 @@ use crate::zonemgr::{Clock, ZoneManager};
 
 /// Largest request body accepted (certificates in PEM are a few KiB each).
 const BODY_LIMIT: usize = 256 * 1024;
+/// Largest bulk import body (about a million domain names).
+const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct App {
@@ -46,6 +48,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/v1/partitions/{partition}/certificates",
             put(certificates_put),
+        )
+        .route(
+            "/v1/import",
+            post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
         )
         .route("/v1/keys", get(keys_list))
         .route("/v1/keys/check", post(keys_check))
@@ -347,6 +353,47 @@ async fn certificates_put(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    /// The domains, one per line (the file of `mxdns domain import`).
+    domains: String,
+    tenant: Option<String>,
+    #[serde(default = "yes")]
+    dane: bool,
+    batch: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The bulk path: DNSSEC and DANE for many domains, batch by batch (admin).
+async fn import(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Result<Json<ImportBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), Failure> {
+    let who = caller(&app, &headers)?;
+    let Json(b) = body.map_err(bad_body)?;
+    let report = run(&app, true, move |prov| {
+        let domains = provisioner::service::parse_import(&b.domains)?;
+        let opts = provisioner::service::ImportOptions {
+            tenant: b.tenant,
+            dane: b.dane,
+            batch: b
+                .batch
+                .unwrap_or(provisioner::service::ImportOptions::default().batch),
+        };
+        prov.import(&who, &domains, &opts, &mut |_, _| {})
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({"result": "Success", "import": report, "errorData": null})),
+    ))
+}
+
 /// Runs a key lifecycle operation (admin only) off the async threads, then serves its result.
 async fn key_op<T: Send + 'static>(
     app: &App,
@@ -560,6 +607,9 @@ pub fn openapi_document() -> Value {
             "/v1/partitions/{partition}/certificates": {"put": {"summary": "Set the fleet certificates (admin); rewrites the TLSA of every DANE host",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["current"], "properties": {"current": {"type": "string", "description": "PEM"}, "next": {"type": "string"}, "issuers": {"type": "array", "items": {"type": "string"}}}}}}},
                 "responses": {"200": {"description": "The TLSA records now published"}, "400": {"description": "InvalidCertificate: expired, malformed or not a certificate; nothing changed"}, "404": {"description": "PartitionNotFound"}}}},
+            "/v1/import": {"post": {"summary": "Bulk Enable-DnssecForVerifiedDomain + Enable-SmtpDaneInbound (admin), batch by batch; run again to resume",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["domains"], "properties": {"domains": {"type": "string", "description": "one domain per line"}, "tenant": {"type": "string", "description": "add domains not yet accepted to this tenant"}, "dane": {"type": "boolean", "default": true}, "batch": {"type": "integer", "default": 10000}}}}}},
+                "responses": {"200": {"description": "total, enabled, already (skipped), batches"}, "400": {"description": "InvalidDomainName: nothing imported"}, "403": {"description": "Not the admin token"}, "404": {"description": "TenantNotFound"}, "409": {"description": "ImportFailed: the named batch was rolled back, earlier batches are done"}}}},
             "/v1/keys": {"get": {"summary": "Keys of every zone (admin): states, what each does now, the next step, a KSK waiting for the parent",
                 "responses": {"200": {"description": "OK"}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}}}},
             "/v1/keys/check": {"post": {"summary": "Carry out every due rollover step (admin; as `mxdns keys roll --check`)",

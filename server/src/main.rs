@@ -173,6 +173,20 @@ enum DomainCmd {
         #[arg(long)]
         unverified: bool,
     },
+    /// Enable DNSSEC and DANE for every domain of FILE (one per line), batch by batch. Run it
+    /// again after an interruption: what is done is skipped.
+    Import {
+        file: PathBuf,
+        /// Add domains that are not accepted yet, verified, to this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Enable DNSSEC only (leave DANE as it is).
+        #[arg(long)]
+        no_dane: bool,
+        /// Domains per transaction.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -553,6 +567,29 @@ fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
         Provision::Tenant(TenantCmd::Add { name }) => prov
             .create_tenant(&admin, &name)
             .map(|(id, token)| json!({"tenantId": id, "token": token})),
+        Provision::Domain(DomainCmd::Import {
+            file,
+            tenant,
+            no_dane,
+            batch,
+        }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let t0 = std::time::Instant::now();
+            provisioner::service::parse_import(&text).and_then(|domains| {
+                let opts = provisioner::service::ImportOptions {
+                    tenant,
+                    dane: !no_dane,
+                    batch,
+                };
+                let mut bar = Progress::new(t0);
+                let r = prov.import(&admin, &domains, &opts, &mut |done, total| {
+                    bar.show(done, total)
+                });
+                bar.end();
+                r.map(|r| json!({"result": "Success", "import": r, "seconds": t0.elapsed().as_secs_f64(), "errorData": null}))
+            })
+        }
         Provision::Domain(DomainCmd::Add {
             tenant,
             domain,
@@ -616,6 +653,47 @@ fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
             let v = json!({"result": "Error", "errorData": {"errorCode": e.code, "errorDetails": e.details}});
             println!("{}", serde_json::to_string_pretty(&v)?);
             std::process::exit(2);
+        }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal; a line per update otherwise (logs).
+struct Progress {
+    t0: std::time::Instant,
+    tty: bool,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(t0: std::time::Instant) -> Self {
+        Self {
+            t0,
+            tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, done: usize, total: usize) {
+        let secs = self.t0.elapsed().as_secs_f64();
+        let rate = done as f64 / secs.max(1e-3);
+        let eta = (total - done) as f64 / rate.max(1e-3);
+        let pct = if total == 0 { 100 } else { done * 100 / total };
+        if self.tty {
+            let filled = pct * 30 / 100;
+            eprint!(
+                "\r[{}{}] {pct:>3}% {done}/{total} domains, {rate:.0}/s, {eta:.0} s left ",
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            );
+            self.shown = true;
+        } else {
+            eprintln!("import: {done}/{total} domains ({pct}%), {rate:.0}/s");
+        }
+    }
+
+    fn end(&self) {
+        if self.shown {
+            eprintln!();
         }
     }
 }

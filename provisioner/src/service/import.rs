@@ -1,0 +1,306 @@
+//! Bulk import: `Enable-DnssecForVerifiedDomain` and `Enable-SmtpDaneInbound` for a list of
+//! domains in one go (`mxdns domain import FILE`, `POST /v1/import`).
+//!
+//! - The whole list is checked first (names); a bad line changes nothing.
+//! - Domains go in batches, each one SQLite transaction: a batch is in the store whole or not
+//!   at all, whatever stops the import (an error, a kill, a crash).
+//! - Running the same import again resumes it: domains already enabled are skipped, so only
+//!   what an interruption left undone is written.
+
+use std::collections::HashMap;
+
+use hickory_proto::rr::Name;
+
+use super::{address_ops, dane_op, now, ApiError, Caller, Provisioner};
+use crate::mxtoken;
+use crate::store::tenancy::{self, PartitionRow};
+use crate::store::{write_batch, Batch, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Domains not yet accepted are added, verified, to this tenant (an operator's import).
+    /// Without it every domain must already be an accepted, verified domain.
+    pub tenant: Option<String>,
+    /// Enable SMTP DANE too (default); without it DANE is left as it is.
+    pub dane: bool,
+    /// Domains per transaction.
+    pub batch: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        Self {
+            tenant: None,
+            dane: true,
+            batch: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    pub total: usize,
+    /// Domains changed by this run.
+    pub enabled: usize,
+    /// Domains that were already as asked (done by an earlier, interrupted run).
+    pub already: usize,
+    pub batches: usize,
+}
+
+/// Parses an import file: one domain per line; blank lines and `#` comments are ignored.
+/// Returns the normalized domains, or every bad line (up to 20) in one error.
+pub fn parse_import(text: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match mxtoken::normalize_domain(line) {
+            Ok(d) => {
+                if seen.insert(d.clone()) {
+                    out.push(d);
+                }
+            }
+            Err(e) => bad.push(format!("line {}: {line}: {e}", i + 1)),
+        }
+    }
+    if !bad.is_empty() {
+        let n = bad.len();
+        bad.truncate(20);
+        return Err(ApiError::invalid(
+            "InvalidDomainName",
+            format!(
+                "{n} line(s) are not domain names, nothing was imported: {}",
+                bad.join("; ")
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Why a batch was rolled back.
+enum Stop {
+    Db(StoreError),
+    Domain(ApiError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Db(e)
+    }
+}
+
+impl Provisioner {
+    /// Enables DNSSEC (and DANE) for `domains`, batch by batch; `progress(done, total)` after
+    /// each committed batch. Admin only.
+    pub fn import(
+        &self,
+        caller: &Caller,
+        domains: &[String],
+        opts: &ImportOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<ImportReport, ApiError> {
+        if *caller != Caller::Admin {
+            return Err(ApiError::forbidden());
+        }
+        if let Some(t) = &opts.tenant {
+            let store = self.store.lock().expect("store lock");
+            let exists = tenancy::tenant_exists(store.conn(), t).map_err(|e| {
+                ApiError::new(
+                    409,
+                    "ImportFailed",
+                    format!("The store could not be read: {e}."),
+                )
+            })?;
+            if !exists {
+                return Err(ApiError::new(
+                    404,
+                    "TenantNotFound",
+                    format!("Tenant {t} not found."),
+                ));
+            }
+        }
+        let mut report = ImportReport {
+            total: domains.len(),
+            ..Default::default()
+        };
+        let batch = opts.batch.clamp(1, 100_000);
+        for (bi, chunk) in domains.chunks(batch).enumerate() {
+            let mut store = self.store.lock().expect("store lock");
+            let result = store.transaction_with(|tx| -> Result<(usize, usize), Stop> {
+                self.import_batch(tx, chunk, opts)
+            });
+            drop(store);
+            match result {
+                Ok((enabled, already)) => {
+                    report.enabled += enabled;
+                    report.already += already;
+                    report.batches += 1;
+                }
+                Err(stop) => {
+                    let done = bi * batch;
+                    let why = match stop {
+                        Stop::Domain(e) => format!("{}: {}", e.code, e.details),
+                        Stop::Db(e) => format!("the store failed: {e}"),
+                    };
+                    tracing::warn!(done, batch = bi + 1, reason = %why, "import stopped");
+                    return Err(ApiError::new(
+                        409,
+                        "ImportFailed",
+                        format!(
+                            "Batch {} (domains {}..{}) was not imported: {why}. The {done} domains before it are done; fix the list and run the same import again: what is done is skipped.",
+                            bi + 1,
+                            done + 1,
+                            done + chunk.len()
+                        ),
+                    ));
+                }
+            }
+            progress(bi * batch + chunk.len(), domains.len());
+        }
+        tracing::info!(
+            total = report.total,
+            enabled = report.enabled,
+            already = report.already,
+            "import done"
+        );
+        Ok(report)
+    }
+
+    fn import_batch(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        chunk: &[String],
+        opts: &ImportOptions,
+    ) -> Result<(usize, usize), Stop> {
+        let t = now();
+        // per partition: its row, whether it has fleet certificates, its load
+        let mut parts: HashMap<String, (PartitionRow, bool, i64)> = HashMap::new();
+        for p in &self.settings.partitions {
+            let row = tenancy::get_partition(tx, p)?
+                .ok_or_else(|| StoreError::Data(format!("partition {p} is not configured")))?;
+            let certs = !tenancy::partition_certs(tx, p)?.is_empty();
+            let load = tenancy::partition_load(tx, p)?;
+            parts.insert(p.clone(), (row, certs, load));
+        }
+        let mut ops = Vec::with_capacity(chunk.len() * 3);
+        let (mut enabled, mut already) = (0, 0);
+        for domain in chunk {
+            let fail = |code: &'static str, status: u16, details: String| {
+                Stop::Domain(ApiError::new(status, code, format!("{domain}: {details}")))
+            };
+            let mut row = match (tenancy::get_domain(tx, domain)?, &opts.tenant) {
+                (Some(r), Some(t)) if r.tenant_id != *t => {
+                    return Err(fail(
+                        "DomainAlreadyAccepted",
+                        409,
+                        "an accepted domain of another tenant".into(),
+                    ))
+                }
+                (Some(r), _) => r,
+                (None, Some(t)) => {
+                    tenancy::upsert_domain(tx, domain, t, true, now())?;
+                    tenancy::get_domain(tx, domain)?
+                        .ok_or_else(|| StoreError::Data("domain vanished".into()))?
+                }
+                (None, None) => {
+                    return Err(fail(
+                        "DomainNotFound",
+                        404,
+                        "not an accepted domain (give --tenant to add it)".into(),
+                    ))
+                }
+            };
+            if !row.verified {
+                if opts.tenant.as_deref() == Some(row.tenant_id.as_str()) {
+                    row.verified = true;
+                    tenancy::upsert_domain(tx, domain, &row.tenant_id, true, t)?;
+                } else {
+                    return Err(fail("DomainNotFound", 404, "not a verified domain".into()));
+                }
+            }
+            self.check_supported(domain).map_err(Stop::Domain)?;
+            let dane = opts.dane || row.dane;
+            if row.dnssec && row.dane == dane && row.mx_token.is_some() && row.partition.is_some() {
+                already += 1;
+                continue;
+            }
+            if row.mx_token.is_none() {
+                let token = mxtoken::mx_token(domain);
+                if tenancy::token_taken(tx, &token, domain)? {
+                    return Err(fail(
+                        "DnssecOperationFailed",
+                        409,
+                        format!("MX token {token} is taken"),
+                    ));
+                }
+                let least = self
+                    .settings
+                    .partitions
+                    .iter()
+                    .min_by_key(|p| parts.get(*p).map_or(i64::MAX, |x| x.2))
+                    .cloned();
+                row.mx_token = Some(token);
+                row.partition = least;
+            }
+            let partition = row.partition.clone().unwrap_or_default();
+            let Some((prow, certs, load)) = parts.get_mut(&partition) else {
+                return Err(fail(
+                    "PartitionNotFound",
+                    409,
+                    format!("partition {partition} is not configured"),
+                ));
+            };
+            if dane && !*certs {
+                return Err(fail(
+                    "DnssecOperationFailed",
+                    409,
+                    format!("no fleet certificate configured for partition {partition}"),
+                ));
+            }
+            if !row.dnssec {
+                *load += 1;
+            }
+            row.dnssec = true;
+            row.dane = dane;
+            tenancy::update_domain_state(tx, &row, t)?;
+            let token = row.mx_token.clone().unwrap_or_default();
+            let host = self.host(&token, &partition);
+            let zone: Name = self.partition_zone(&partition);
+            ops.extend(address_ops(&zone, &host, prow));
+            if dane {
+                ops.push(dane_op(&zone, &host, prow.host_ttl));
+            }
+            enabled += 1;
+        }
+        write_batch(tx, &Batch { ops }, t)?;
+        Ok((enabled, already))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_reports_every_bad_line_and_skips_comments() {
+        let ok = parse_import("contoso.com\n\n# comment\nFabrikam.COM.  # trailing\ncontoso.com\n")
+            .unwrap();
+        assert_eq!(
+            ok,
+            vec!["contoso.com", "fabrikam.com"],
+            "normalized, deduplicated"
+        );
+        let e = parse_import("contoso.com\nbad domain\nx..y\n").unwrap_err();
+        assert_eq!(e.code, "InvalidDomainName");
+        assert!(
+            e.details.contains("line 2") && e.details.contains("line 3"),
+            "{}",
+            e.details
+        );
+    }
+}
