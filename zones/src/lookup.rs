@@ -60,6 +60,10 @@ impl Zone {
 
     /// The lookup of a name that is not at or below a zone cut (DS at a cut excepted).
     fn lookup_below_cuts(&self, key: &[u8], qtype: RecordType) -> Lookup<'_> {
+        if !key.starts_with(self.origin_key()) {
+            // not in this zone (callers ask only for names inside it)
+            return Lookup::NxDomain { nsecs: Vec::new() };
+        }
         let Some(node) = self.node_by_key(key) else {
             if self.key_exists(key) {
                 // empty non-terminal: the NSEC before it proves there is nothing here
