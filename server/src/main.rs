@@ -677,7 +677,7 @@ impl Progress {
         let secs = self.t0.elapsed().as_secs_f64();
         let rate = done as f64 / secs.max(1e-3);
         let eta = (total - done) as f64 / rate.max(1e-3);
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         if self.tty {
             let filled = pct * 30 / 100;
             eprint!(

@@ -776,7 +776,7 @@ mod tests {
         while t < t0 + 30 * 86400 {
             t += 1800;
             clock.0.store(t, Ordering::SeqCst);
-            if (t - t0) % (61 * 3600) == 0 {
+            if (t - t0).is_multiple_of(61 * 3600) {
                 // a restart in the middle of whatever is under way resumes it from the store
                 drop(mgr);
                 mgr = ZoneManager::open(config.clone(), clock.clone()).unwrap();
