@@ -13,8 +13,8 @@ ROOT=$(cd "$HERE/.." && pwd)
 WORK=${WORK:-/tmp/mxdns-import/n$N}
 REPORT=${REPORT:-$HERE/IMPORT.md}
 BATCH=${BATCH:-10000}
-DNS_PORT=${DNS_PORT:-25321}
-API_PORT=${API_PORT:-25322}
+DNS_PORT=${DNS_PORT:-25341}
+API_PORT=${API_PORT:-25342}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/bench-target}
 ZONE=o-v1.mx.example
 

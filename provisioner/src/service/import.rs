@@ -13,7 +13,7 @@ use hickory_proto::rr::Name;
 
 use super::{address_ops, dane_op, now, ApiError, Caller, Provisioner};
 use crate::mxtoken;
-use crate::store::tenancy::{self, PartitionRow};
+use crate::store::tenancy::{self, DomainRow, PartitionRow};
 use crate::store::{write_batch, Batch, StoreError};
 
 #[derive(Debug, Clone)]
@@ -193,7 +193,7 @@ impl Provisioner {
             let fail = |code: &'static str, status: u16, details: String| {
                 Stop::Domain(ApiError::new(status, code, format!("{domain}: {details}")))
             };
-            let mut row = match (tenancy::get_domain(tx, domain)?, &opts.tenant) {
+            let (mut row, new) = match (tenancy::get_domain(tx, domain)?, &opts.tenant) {
                 (Some(r), Some(t)) if r.tenant_id != *t => {
                     return Err(fail(
                         "DomainAlreadyAccepted",
@@ -201,12 +201,19 @@ impl Provisioner {
                         "an accepted domain of another tenant".into(),
                     ))
                 }
-                (Some(r), _) => r,
-                (None, Some(t)) => {
-                    tenancy::upsert_domain(tx, domain, t, true, now())?;
-                    tenancy::get_domain(tx, domain)?
-                        .ok_or_else(|| StoreError::Data("domain vanished".into()))?
-                }
+                (Some(r), _) => (r, false),
+                (None, Some(t)) => (
+                    DomainRow {
+                        domain: domain.clone(),
+                        tenant_id: t.clone(),
+                        verified: true,
+                        mx_token: None,
+                        partition: None,
+                        dnssec: false,
+                        dane: false,
+                    },
+                    true,
+                ),
                 (None, None) => {
                     return Err(fail(
                         "DomainNotFound",
@@ -231,7 +238,8 @@ impl Provisioner {
             }
             if row.mx_token.is_none() {
                 let token = mxtoken::mx_token(domain);
-                if tenancy::token_taken(tx, &token, domain)? {
+                // a new domain's token is checked by the UNIQUE constraint on insert
+                if !new && tenancy::token_taken(tx, &token, domain)? {
                     return Err(fail(
                         "DnssecOperationFailed",
                         409,
@@ -267,7 +275,11 @@ impl Provisioner {
             }
             row.dnssec = true;
             row.dane = dane;
-            tenancy::update_domain_state(tx, &row, t)?;
+            if new {
+                tenancy::insert_domain(tx, &row, t)?;
+            } else {
+                tenancy::update_domain_state(tx, &row, t)?;
+            }
             let token = row.mx_token.clone().unwrap_or_default();
             let host = self.host(&token, &partition);
             let zone: Name = self.partition_zone(&partition);

@@ -81,11 +81,10 @@ fn domain_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
 const DOMAIN_COLS: &str = "domain, tenant_id, verified, mx_token, partition, dnssec, dane";
 
 pub fn get_domain(c: &Connection, domain: &str) -> Result<Option<DomainRow>> {
-    Ok(c.query_row(
-        &format!("SELECT {DOMAIN_COLS} FROM domains WHERE domain=?1"),
-        [domain],
-        domain_from_row,
-    )
+    Ok(c.prepare_cached(&format!(
+        "SELECT {DOMAIN_COLS} FROM domains WHERE domain=?1"
+    ))?
+    .query_row([domain], domain_from_row)
     .optional()?)
 }
 
@@ -115,6 +114,26 @@ pub fn upsert_domain(
             Ok(true)
         }
     }
+}
+
+/// Adds an accepted domain with its whole state at once (the bulk import's new domains).
+/// Fails on a domain or MX token that exists already (UNIQUE constraints).
+pub fn insert_domain(c: &Connection, d: &DomainRow, now: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at, mx_token, partition, dnssec, dane)
+         VALUES(?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        d.domain,
+        d.tenant_id,
+        d.verified,
+        now,
+        d.mx_token,
+        d.partition,
+        d.dnssec,
+        d.dane
+    ])?;
+    Ok(())
 }
 
 pub fn update_domain_state(c: &Connection, d: &DomainRow, now: i64) -> Result<()> {
