@@ -237,20 +237,32 @@ impl ZoneManager {
                 self.soa(&st.origin, serial),
                 &signer,
             )?;
-            let mut changes = self.system_rrsets(&inner.zones, i, now)?;
-            for r in inner.store.zone_rrsets(&st.origin)? {
-                if let Some(rrset) = Rrset::new(r.owner.to_lowercase(), r.ttl, r.data) {
-                    changes.push(Change::Put(rrset));
+            let changes = self.system_rrsets(&inner.zones, i, now)?;
+            let mut n = changes.len();
+            let mut zone = zone.apply(changes, &signer)?;
+            // stored content page by page: what is in flight stays bounded, whatever the size
+            let mut after = String::new();
+            loop {
+                let (page, next) = inner.store.zone_rrsets_page(&st.origin, &after, 100_000)?;
+                let changes: Vec<Change> = page
+                    .into_iter()
+                    .filter_map(|r| Rrset::new(r.owner.to_lowercase(), r.ttl, r.data))
+                    .map(Change::Put)
+                    .collect();
+                n += changes.len();
+                zone = zone.apply(changes, &signer)?;
+                match next {
+                    Some(a) => after = a,
+                    None => break,
                 }
             }
-            let n = changes.len();
-            let zone = zone.apply(changes, &signer)?;
             inner.store.set_serial(&st.origin, serial)?;
             tracing::info!(zone = %st.origin, serial, rrsets = n, names = zone.nodes.len(), ms = t0.elapsed().as_millis() as u64, "zone built and signed");
             built.push(Arc::new(zone));
         }
         built.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
         self.catalog.store(Arc::new(Catalog { zones: built }));
+        release_free_memory();
         Ok(())
     }
 
@@ -606,6 +618,22 @@ impl ZoneManager {
             self.commit(inner, idx, &current, changes)?;
         }
         Ok(total)
+    }
+}
+
+/// Gives the memory freed by a build back to the system (glibc keeps it otherwise, and the
+/// build's transient peak would stay as resident memory).
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free heap memory to the kernel; no pointer is
+        // touched and it is safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 
