@@ -36,7 +36,9 @@ hwm() { awk '/VmHWM/{print int($2/1024)}' /proc/$PID/status; }
 wait_signed() {
   local name=$1 limit=$2 t0=$3
   for _ in $(seq 1 $((limit * 20))); do
-    if kdig @127.0.0.1 -p $DNS_PORT +dnssec +time=1 +retry=0 "$name" A 2>/dev/null | grep -q "RRSIG"; then
+    # NOERROR with the A RRset's own RRSIG (an NXDOMAIN carries RRSIGs too)
+    if kdig @127.0.0.1 -p $DNS_PORT +dnssec +time=1 +retry=0 "$name" A 2>/dev/null \
+        | awk '/status: NOERROR/{ok=1} $4=="RRSIG" && $5=="A"{sig=1} END{exit !(ok && sig)}'; then
       python3 -c "import time; print(f'{time.time()-$t0:.1f}')"; return 0
     fi
     sleep 0.05
