@@ -6,7 +6,7 @@
 #
 # Usage: bench/callgrind.sh [N hosts, 20000] [Q queries, 20000]
 # Env:   MXDNS (binary; default $CARGO_TARGET_DIR/release/mxdns, built if missing),
-#        WORK (/tmp/mxdns-callgrind/n<N>), PORT (25322), MIX (gen-queries.py --mix, 40,30,20,10)
+#        WORK (/tmp/mxdns-callgrind/n<N>), PORT (25522), MIX (gen-queries.py --mix, 40,30,20,10)
 # Prints: total instructions, queries answered, instructions per query; keeps callgrind.out in WORK
 # (`callgrind_annotate WORK/callgrind.out | head -60` for the top functions).
 set -euo pipefail
@@ -16,7 +16,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/target-perf}"
 MXDNS="${MXDNS:-$CARGO_TARGET_DIR/release/mxdns}"
 WORK="${WORK:-/tmp/mxdns-callgrind/n$N}"
-PORT="${PORT:-25322}"
+PORT="${PORT:-25522}"
 MIX="${MIX:-40,30,20,10}"
 [ -x "$MXDNS" ] || (cd "$ROOT" && cargo build --release -p mxdns)
 mkdir -p "$WORK"
