@@ -109,7 +109,10 @@ fn a_failing_batch_changes_nothing_and_the_import_resumes() {
         why.contains("Batch 2 (domains 11..20)") && why.contains("d17.example"),
         "{why}"
     );
-    std::thread::sleep(Duration::from_millis(600)); // the server follows the store (200 ms)
+    // the server follows the store: wait (bounded) until the first batch is served
+    s.wait_for(&mx("d10.example"), RecordType::A, 30, |m| {
+        !m.answers.is_empty()
+    });
     for (i, d) in domains.iter().enumerate() {
         assert_eq!(served(&s, d), i < 10, "{d}: only the first batch is in");
     }
@@ -232,13 +235,38 @@ fn an_import_killed_midway_resumes_and_every_domain_is_served() {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed before the end");
-    std::thread::sleep(Duration::from_millis(600));
-    // what is served: whole batches only (each host has A, AAAA and its TLSA name)
+    // what the store holds (the API reads it): whole batches only; the first domain it lacks
+    let admin = s.admin_token();
+    let stored = |d: &String| {
+        let (st, v) = http(
+            s.api,
+            "GET",
+            &format!("/v1/domains/{d}/dnssec"),
+            Some(&admin),
+            None,
+        );
+        st == 200 && v["status"]["dnssecEnabled"] == true
+    };
+    let (mut lo, mut hi) = (0, n); // stored(domains[i]) holds exactly for i < boundary
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if stored(&domains[mid]) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    assert!(lo > 0 && lo < n, "killed midway: {lo}");
+    assert_eq!(lo % 500, 0, "a batch is in the store whole or not at all");
+    // the server catches up with the store (bounded), then serves exactly that
+    s.wait_for(&mx(&domains[lo - 1]), RecordType::A, 60, |m| {
+        !m.answers.is_empty()
+    });
     let first_missing = domains
         .iter()
         .position(|d| !served(&s, d))
         .expect("killed midway");
-    assert_eq!(first_missing % 500, 0, "a batch is in whole or not at all");
+    assert_eq!(first_missing, lo, "served = stored");
     assert!(domains[first_missing..]
         .iter()
         .step_by(97)
