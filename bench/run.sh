@@ -5,13 +5,14 @@
 #
 # Usage: bench/run.sh [N] [ROUNDS]     (defaults: N=100000 hosts, ROUNDS=3 rounds per server)
 #   env: DUR (dnsperf -l, 20 s), OUTQ (-q, 500), CLIENTS (-c, 10),
-#        WORK (/tmp/mxdns-bench/n<N>), SERVERS ("knot-auto mxdns"), REPORT (bench/RESULTS.md),
+#        WORK (/tmp/mxdns-bench/n<N>), SERVERS ("knot-auto nsd mxdns"), REPORT (bench/RESULTS.md),
 #        COPY (where raw outputs are copied, bench/results/n<N>),
-#        CARGO_TARGET_DIR (/tmp/bench-target), PORT_KNOT (25311), PORT_MXDNS (25312),
+#        CARGO_TARGET_DIR (/tmp/bench-target), PORT_KNOT (25311), PORT_MXDNS (25312), PORT_NSD (25314),
 #        PORT_MXDNS_API (25313), READY_TIMEOUT (s, 900), STRICT (1: stop when a kdig check fails)
 #
 # Zone: the partition zone o-v1.mx.example. with N hosts t<i> (A, AAAA, 2 x TLSA 3 1 1) from
-# bench/gen-zone.py for Knot; mxdns gets the same data through `mxdns host bulk-add --count N`.
+# bench/gen-zone.py for Knot and NSD (NSD serves it pre-signed by ldns-signzone, ECDSA P-256,
+# NSEC: NSD does not sign); mxdns gets the same data through `mxdns host bulk-add --count N`.
 # Queries: bench/gen-queries.py (40 % TLSA, 30 % A, 20 % NXDOMAIN, 10 % NODATA; DO set by -D).
 # Loopback only; every loop is bounded; everything started here is stopped on exit (trap).
 set -euo pipefail
@@ -20,34 +21,42 @@ ROOT="$(cd "$HERE/.." && pwd)"
 N="${1:-100000}"; ROUNDS="${2:-3}"
 DUR="${DUR:-20}"; OUTQ="${OUTQ:-500}"; CLIENTS="${CLIENTS:-10}"
 WORK="${WORK:-/tmp/mxdns-bench/n$N}"
-SERVERS="${SERVERS:-knot-auto mxdns}"
+SERVERS="${SERVERS:-knot-auto nsd mxdns}"
 REPORT="${REPORT:-$HERE/RESULTS.md}"; COPY="${COPY:-$HERE/results/n$N}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/bench-target}"
 PORT_KNOT="${PORT_KNOT:-25311}"; PORT_MXDNS="${PORT_MXDNS:-25312}"; PORT_MXDNS_API="${PORT_MXDNS_API:-25313}"
+PORT_NSD="${PORT_NSD:-25314}"
 READY_TIMEOUT="${READY_TIMEOUT:-900}"; STRICT="${STRICT:-0}"
 ORIGIN=o-v1.mx.example
 HZ=$(getconf CLK_TCK)
-RUN="$WORK/run"; RES="$WORK/results"; K="$WORK/knot"
+RUN="$WORK/run"; RES="$WORK/results"; K="$WORK/knot"; D="$WORK/nsd"
 MXDNS="$CARGO_TARGET_DIR/release/mxdns"
 
 for tool in knotd kdig dnsperf taskset python3 cargo ss /usr/bin/time timeout; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y knot knot-dnsutils dnsperf time)" >&2; exit 1; }
 done
+if [[ " $SERVERS " == *" nsd "* ]]; then
+  for tool in nsd ldns-keygen ldns-signzone; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y nsd ldnsutils)" >&2; exit 1; }
+  done
+fi
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs (server on 0, dnsperf on 1)" >&2; exit 1; }
-for p in $PORT_KNOT $PORT_MXDNS $PORT_MXDNS_API; do
+for p in $PORT_KNOT $PORT_MXDNS $PORT_MXDNS_API $PORT_NSD; do
   if ss -Hlnut | awk '{print $5}' | grep -q ":$p\$"; then echo "port $p is busy" >&2; exit 1; fi
 done
 
-mkdir -p "$RUN" "$RES" "$K"
+mkdir -p "$RUN" "$RES" "$K" "$D"
 rm -f "$RES"/*.txt "$RUN"/*.txt "$RUN"/*.pid
 CMDS="$RUN/commands.txt"; : > "$CMDS"
 # log the exact command, then run it
 logrun() { echo "$*" >> "$CMDS"; "$@"; }
-port_of() { case "$1" in knot-auto) echo "$PORT_KNOT" ;; mxdns) echo "$PORT_MXDNS" ;; *) echo "unknown server $1" >&2; return 1 ;; esac; }
+port_of() { case "$1" in knot-auto) echo "$PORT_KNOT" ;; mxdns) echo "$PORT_MXDNS" ;; nsd) echo "$PORT_NSD" ;; *) echo "unknown server $1" >&2; return 1 ;; esac; }
 pidf() { echo "$RUN/$1.pid"; }
 now() { date +%s.%N; }
 since() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.2f}')" "$1"; }
-cpu_ticks() { sed 's/^.*) //' /proc/"$1"/stat | awk '{print $12 + $13}'; }  # utime+stime, all threads
+tree_pids() { echo "$1"; local c; for c in $(pgrep -P "$1" || true); do tree_pids "$c"; done; }
+# utime+stime of all threads of the process and of its children (NSD serves from a forked child)
+cpu_ticks() { local t=0 p v; for p in $(tree_pids "$1"); do v=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12 + $13}'); t=$((t + ${v:-0})); done; echo "$t"; }
 status_mib() { awk -v k="$2:" '$1==k{printf "%d", $2/1024}' /proc/"$1"/status; }
 core_busy() { awk '/^cpu0 |^cpu1 /{b=$2+$3+$4+$7+$8+$9; printf "%d ", b}' /proc/stat; }
 rcvbuf_err() { awk '/^Udp: [0-9]/{print $6}' /proc/net/snmp; }
@@ -93,6 +102,41 @@ if [[ " $SERVERS " == *" mxdns "* ]]; then
     || { cat "$RUN/bulk-add.txt"; echo "bulk-add failed" >&2; exit 1; }
   echo "mxdns host bulk-add --count $N: $(since "$t0") s (store $(du -sm "$WORK/mxdns-data" | cut -f1) MiB)" >> "$RUN/prep-times.txt"
   tail -3 "$RUN/bulk-add.txt"
+fi
+
+if [[ " $SERVERS " == *" nsd "* ]]; then
+  echo "== NSD: the zone pre-signed by ldns-signzone (as in /work/shared/bench/prepare.sh)"
+  (
+    cd "$D" && rm -f K"$ORIGIN".* "$ORIGIN".zone.signed
+    KSK=$(ldns-keygen -a ECDSAP256SHA256 -k "$ORIGIN"); ZSK=$(ldns-keygen -a ECDSAP256SHA256 "$ORIGIN")
+    rm -f "$KSK.ds" "$ZSK.ds"
+    t0=$(now)
+    logrun taskset -c 0 ldns-signzone -o "$ORIGIN." -f "$D/$ORIGIN.zone.signed" "$WORK/$ORIGIN.zone" "$ZSK" "$KSK"
+    echo "ldns-signzone (pinned to cpu0, for NSD): $(since "$t0") s" >> "$RUN/prep-times.txt"
+  )
+  cat > "$D/nsd.conf" <<EOF
+server:
+    ip-address: 127.0.0.1@$PORT_NSD
+    server-count: 1
+    minimal-responses: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+    username: ""
+    chroot: ""
+    zonesdir: "$D"
+    database: ""
+    pidfile: "$D/nsd.pid"
+    xfrdfile: "$D/xfrd.state"
+    zonelistfile: "$D/zone.list"
+    xfrdir: "$D"
+    logfile: "$D/nsd.log"
+    verbosity: 1
+remote-control:
+    control-enable: no
+zone:
+    name: $ORIGIN.
+    zonefile: "$D/$ORIGIN.zone.signed"
+EOF
 fi
 
 # Knot DNS, automatic signing at load (as knot-auto in /work/shared/bench/prepare.sh)
@@ -143,6 +187,11 @@ start() {
       rm -rf "$K/keys" "$K/journal" "$K/timers" "$K/knot.log"   # fresh keys => full keygen + signing
       echo "taskset -c 0 knotd -c $K/knot.conf" >> "$CMDS"
       taskset -c 0 knotd -c "$K/knot.conf" < /dev/null > "$RUN/knot.out" 2>&1 &
+      ;;
+    nsd)
+      rm -f "$D/nsd.log" "$D/xfrd.state" "$D/zone.list"
+      echo "taskset -c 0 nsd -d -c $D/nsd.conf" >> "$CMDS"
+      taskset -c 0 nsd -d -c "$D/nsd.conf" < /dev/null > "$RUN/nsd.out" 2>&1 &
       ;;
     mxdns)
       echo "MXDNS_LOG=warn taskset -c 0 $MXDNS --data-dir $WORK/mxdns-data serve --dns-listen 127.0.0.1:$PORT_MXDNS --api-listen 127.0.0.1:$PORT_MXDNS_API --workers 1" >> "$CMDS"

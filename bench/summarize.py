@@ -14,7 +14,7 @@ import os
 import re
 import statistics
 
-ORDER = ["knot-auto", "mxdns"]
+ORDER = ["knot-auto", "nsd", "mxdns"]
 
 
 def parse(path):
