@@ -16,7 +16,8 @@ SIZES=("${@:-100000 300000 1000000}")
 SIZES=(${SIZES[*]})
 DIRS=()
 for n in "${SIZES[@]}"; do
-  REPORT="$HERE/results/n$n/RESULTS.md" "$HERE/run.sh" "$n" "$ROUNDS"
+  mkdir -p "$HERE/results/n$n"
+  REPORT="$HERE/results/n$n/RESULTS.md" "$HERE/run.sh" "$n" "$ROUNDS" || echo "run.sh $n: a check failed or a server stopped (see its report)" >&2
   DIRS+=("$HERE/results/n$n")
 done
 {
