@@ -57,7 +57,8 @@ since() { python3 -c "import sys,time; print(f'{time.time()-float(sys.argv[1]):.
 tree_pids() { echo "$1"; local c; for c in $(pgrep -P "$1" || true); do tree_pids "$c"; done; }
 # utime+stime of all threads of the process and of its children (NSD serves from a forked child)
 cpu_ticks() { local t=0 p v; for p in $(tree_pids "$1"); do v=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12 + $13}'); t=$((t + ${v:-0})); done; echo "$t"; }
-status_mib() { awk -v k="$2:" '$1==k{printf "%d", $2/1024}' /proc/"$1"/status; }
+# the largest process of the tree (NSD keeps the zone in a forked process, not in the first)
+status_mib() { local m=0 p v; for p in $(tree_pids "$1"); do v=$(awk -v k="$2:" '$1==k{printf "%d", $2/1024}' /proc/"$p"/status 2>/dev/null); [ "${v:-0}" -gt "$m" ] && m=$v; done; echo "$m"; }
 core_busy() { awk '/^cpu0 |^cpu1 /{b=$2+$3+$4+$7+$8+$9; printf "%d ", b}' /proc/stat; }
 rcvbuf_err() { awk '/^Udp: [0-9]/{print $6}' /proc/net/snmp; }
 meta() { echo "server=$1 ${*:2}" >> "$RUN/servers.txt"; }
