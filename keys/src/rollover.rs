@@ -279,51 +279,44 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
         out.actions.push(Action::Generate(role));
         return out;
     }
-    // the current key: active and not retired; a ZSK successor is activated only when the
-    // current one retires (so the last activated is current), while a new KSK signs from its
-    // publication on (so the first activated is current until it is removed)
-    let signing = live
-        .iter()
-        .filter(|k| at(k.active, now) && k.retired.is_none());
-    let current = match role {
-        KeyRole::Zsk => signing.max_by_key(|k| (k.active, k.id)),
-        KeyRole::Ksk => signing.min_by_key(|k| (k.active, k.id)),
-    }
-    .copied();
+    let current = current_key(role, &live, now);
     let successor = live
         .iter()
         .find(|k| current.is_none_or(|c| c.id != k.id) && k.retired.is_none())
         .copied();
+    if role == KeyRole::Zsk {
+        // retired ZSKs go once no cached signature can need them
+        for k in live.iter().filter(|k| at(k.retired, now)) {
+            let remove_at = k.retired.unwrap_or(now) + p.zsk_retire_interval();
+            if now >= remove_at {
+                out.update(
+                    KeyTimes {
+                        removed: Some(now),
+                        ..(*k).clone()
+                    },
+                    Step::RemoveZsk,
+                );
+            } else {
+                out.later(remove_at, Step::RemoveZsk, now);
+            }
+        }
+    }
+    let Some(cur) = current else {
+        // nothing signs: the zone's first key of the role (or one left by a broken store)
+        // starts now
+        if let Some(s) = successor {
+            out.update(
+                KeyTimes {
+                    active: Some(now),
+                    ..s.clone()
+                },
+                Step::ActivateFirst,
+            );
+        }
+        return out;
+    };
     match role {
         KeyRole::Zsk => {
-            // retired ZSKs go once no cached signature can need them
-            for k in live.iter().filter(|k| at(k.retired, now)) {
-                let remove_at = k.retired.unwrap_or(now) + p.zsk_retire_interval();
-                if now >= remove_at {
-                    out.update(
-                        KeyTimes {
-                            removed: Some(now),
-                            ..(*k).clone()
-                        },
-                        Step::RemoveZsk,
-                    );
-                } else {
-                    out.later(remove_at, Step::RemoveZsk, now);
-                }
-            }
-            let Some(cur) = current else {
-                // nothing signs: the zone's first ZSK (or one left by a broken store) starts now
-                if let Some(s) = successor {
-                    out.update(
-                        KeyTimes {
-                            active: Some(now),
-                            ..s.clone()
-                        },
-                        Step::ActivateFirst,
-                    );
-                }
-                return out;
-            };
             let end = cur.lifetime_end(p, now);
             match successor {
                 None => {
@@ -360,18 +353,6 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
             }
         }
         KeyRole::Ksk => {
-            let Some(cur) = current else {
-                if let Some(s) = successor {
-                    out.update(
-                        KeyTimes {
-                            active: Some(now),
-                            ..s.clone()
-                        },
-                        Step::ActivateFirst,
-                    );
-                }
-                return out;
-            };
             // the zone's first KSK: its DS goes to the parent at once (the operator registers
             // the apex's DS when setting the zone up)
             if cur.ds_submitted.is_none() {
@@ -434,6 +415,20 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
     out
 }
 
+/// The current key of a role among its live keys: active and not retired. A ZSK successor is
+/// activated only when the current one retires (so the last activated is current), while a new
+/// KSK signs from its publication on (so the first activated is current until it is removed).
+fn current_key<'k>(role: KeyRole, live: &[&'k KeyTimes], now: u64) -> Option<&'k KeyTimes> {
+    let signing = live
+        .iter()
+        .filter(|k| at(k.active, now) && k.retired.is_none());
+    match role {
+        KeyRole::Zsk => signing.max_by_key(|k| (k.active, k.id)),
+        KeyRole::Ksk => signing.min_by_key(|k| (k.active, k.id)),
+    }
+    .copied()
+}
+
 /// Why an operator's request cannot be carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -466,14 +461,7 @@ pub fn request_roll(role: KeyRole, keys: &[KeyTimes], now: u64) -> Result<KeyTim
         .iter()
         .filter(|k| k.role == role && !at(k.removed, now))
         .collect();
-    let signing = live
-        .iter()
-        .filter(|k| at(k.active, now) && k.retired.is_none());
-    let cur = match role {
-        KeyRole::Zsk => signing.max_by_key(|k| (k.active, k.id)),
-        KeyRole::Ksk => signing.min_by_key(|k| (k.active, k.id)),
-    }
-    .ok_or(Refusal::NoCurrentKey(role))?;
+    let cur = current_key(role, &live, now).ok_or(Refusal::NoCurrentKey(role))?;
     if let Some(s) = live.iter().find(|k| k.id != cur.id && k.retired.is_none()) {
         return Err(Refusal::InProgress(role, s.tag));
     }

@@ -394,7 +394,8 @@ async fn import(
     ))
 }
 
-/// Runs a key lifecycle operation (admin only) off the async threads, then serves its result.
+/// Runs a key lifecycle operation (admin only) as a use case (`run`): off the async threads,
+/// then serves its result.
 async fn key_op<T: Send + 'static>(
     app: &App,
     headers: &HeaderMap,
@@ -410,43 +411,35 @@ async fn key_op<T: Send + 'static>(
         return Err(ApiError::forbidden().into());
     }
     let mgr = app.mgr.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        let config = mgr.config().clone();
+    Ok(run(app, true, move |_| {
+        let config = mgr.config();
         let mut store = provisioner::Store::open(&crate::zonemgr::db_path(&config.data_dir))
-            .map_err(|e| lifecycle::LifecycleError::Other(e.into()))?;
+            .map_err(|e| lifecycle::LifecycleError::Other(e.into()))
+            .map_err(key_error)?;
         let now = crate::zonemgr::SystemClock.now() as u64;
-        let out = f(&config, &mut store, now)?;
-        if let Err(e) = mgr.sync() {
-            tracing::error!(error = %e, "serving a key change failed; will retry");
-        }
-        Ok(out)
+        f(config, &mut store, now).map_err(key_error)
     })
-    .await
-    .map_err(|e| ApiError {
-        status: 500,
-        code: "InternalError",
-        details: format!("The operation did not complete: {e}."),
-    })?;
-    out.map_err(|e: lifecycle::LifecycleError| {
-        match e {
-            lifecycle::LifecycleError::NoZone(z) => ApiError {
-                status: 404,
-                code: "ZoneNotFound",
-                details: format!("{z} is not a zone of this server."),
-            },
-            lifecycle::LifecycleError::Refused(r) => ApiError {
-                status: 409,
-                code: "KeyOperationRefused",
-                details: format!("{}; nothing was changed.", capitalized(&r.to_string())),
-            },
-            lifecycle::LifecycleError::Other(e) => ApiError {
-                status: 500,
-                code: "KeyOperationFailed",
-                details: format!("The key operation failed and nothing was changed: {e}."),
-            },
-        }
-        .into()
-    })
+    .await?)
+}
+
+fn key_error(e: lifecycle::LifecycleError) -> ApiError {
+    match e {
+        lifecycle::LifecycleError::NoZone(z) => ApiError {
+            status: 404,
+            code: "ZoneNotFound",
+            details: format!("{z} is not a zone of this server."),
+        },
+        lifecycle::LifecycleError::Refused(r) => ApiError {
+            status: 409,
+            code: "KeyOperationRefused",
+            details: format!("{}; nothing was changed.", capitalized(&r.to_string())),
+        },
+        lifecycle::LifecycleError::Other(e) => ApiError {
+            status: 500,
+            code: "KeyOperationFailed",
+            details: format!("The key operation failed and nothing was changed: {e}."),
+        },
+    }
 }
 
 fn capitalized(s: &str) -> String {

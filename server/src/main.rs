@@ -427,12 +427,6 @@ async fn refresh(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>
     .await
 }
 
-fn zone_name_arg(z: &str) -> anyhow::Result<Name> {
-    let mut n = Name::from_ascii(z).with_context(|| format!("bad zone name {z}"))?;
-    n.set_fqdn(true);
-    Ok(n.to_lowercase())
-}
-
 /// The server's own rollover scheduler: every `keys.check_interval` it carries out the due
 /// steps (as `mxdns keys roll --check` does) and serves the result.
 async fn roll(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
@@ -474,7 +468,7 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
     match cmd {
         KeysCmd::Ds { for_zone } => {
             let zone = match for_zone {
-                Some(z) => zone_name_arg(&z)?,
+                Some(z) => parse_name(&z)?,
                 None => config.zone_name()?,
             };
             let zones = match lifecycle::status(&config, &store, Some(&zone), now) {
@@ -488,7 +482,7 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
             }
         }
         KeysCmd::List { for_zone, json } => {
-            let zone = for_zone.as_deref().map(zone_name_arg).transpose()?;
+            let zone = for_zone.as_deref().map(parse_name).transpose()?;
             let zones = match lifecycle::status(&config, &store, zone.as_ref(), now) {
                 Ok(z) => z,
                 Err(e) => return refused(e),
@@ -511,7 +505,7 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                     (false, true) => keys::rollover::KeyRole::Ksk,
                     _ => bail!("say which key rolls: --zsk or --ksk"),
                 };
-                let zone = zone_name_arg(&z)?;
+                let zone = parse_name(&z)?;
                 match lifecycle::roll_zone(
                     &config,
                     &mut store,
@@ -526,7 +520,7 @@ fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
             print_done(&done);
         }
         KeysCmd::DsSeen { for_zone } => {
-            let zone = zone_name_arg(&for_zone)?;
+            let zone = parse_name(&for_zone)?;
             match lifecycle::roll_zone(
                 &config,
                 &mut store,
@@ -709,8 +703,9 @@ fn zone_for(config: &Config, name: &Name) -> anyhow::Result<Name> {
         .with_context(|| format!("{name} is not below a zone of this server"))
 }
 
-fn parse_host(s: &str) -> anyhow::Result<Name> {
-    let mut n = Name::from_ascii(s).with_context(|| format!("bad host name {s}"))?;
+/// A host or zone name from the command line: absolute, lower case.
+fn parse_name(s: &str) -> anyhow::Result<Name> {
+    let mut n = Name::from_ascii(s).with_context(|| format!("bad name {s}"))?;
     n.set_fqdn(true);
     Ok(n.to_lowercase())
 }
@@ -747,7 +742,7 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
             tlsa,
             ttl,
         } => {
-            let host = parse_host(&name)?;
+            let host = parse_name(&name)?;
             let zone = zone_for(&config, &host)?;
             let av: Vec<RData> = a.into_iter().map(|x| RData::A(A(x))).collect();
             let v6: Vec<RData> = aaaa.into_iter().map(|x| RData::AAAA(AAAA(x))).collect();
@@ -764,7 +759,7 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
             println!("{host} published in {zone}");
         }
         HostCmd::Remove { name } => {
-            let host = parse_host(&name)?;
+            let host = parse_name(&name)?;
             let zone = zone_for(&config, &host)?;
             let ops = vec![
                 BatchOp::DeleteName {
@@ -785,7 +780,7 @@ fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
             ttl,
         } => {
             let zone = match in_zone {
-                Some(z) => parse_host(&z)?,
+                Some(z) => parse_name(&z)?,
                 None => config
                     .partition_names()?
                     .into_iter()

@@ -408,7 +408,6 @@ impl Unbound {
 
     /// With extra `server:` lines (local zones of test customer domains) on a given port.
     pub fn start_with(server: &Server, anchor_ds: &str, extra: &str, port: u16) -> Self {
-        let unbound = which("unbound");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("anchor.ds"), anchor_ds).unwrap();
         let d = dir.path().display();
@@ -423,31 +422,7 @@ impl Unbound {
              stub-zone:\n  name: \"o-v1.mx.example.\"\n  stub-addr: {dns}\n",
             dns = format!("{}@{}", server.dns.ip(), server.dns.port()),
         );
-        std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("unbound.log")).unwrap();
-        let child = Command::new(unbound)
-            .arg("-d")
-            .arg("-c")
-            .arg(dir.path().join("unbound.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let u = Unbound {
-            child,
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while query_udp(u.addr, "mx.example.", RecordType::SOA, true, 1232).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "unbound did not start: {}",
-                u.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        u
+        Self::spawn(dir, &conf, port, RecordType::SOA)
     }
 
     pub fn log(&self) -> String {
@@ -457,7 +432,6 @@ impl Unbound {
     /// An Unbound that plays the apex's parent: it serves `records` (presentation format,
     /// e.g. the DS of mx.example.) from a local zone `example.` and nothing else.
     pub fn start_parent(port: u16, records: &[&str]) -> Self {
-        let unbound = which("unbound");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
         let data: String = records
@@ -471,9 +445,15 @@ impl Unbound {
              so-reuseport: no\n  local-zone: \"example.\" static\n{data}\
              remote-control:\n  control-enable: no\n"
         );
+        Self::spawn(dir, &conf, port, RecordType::DS)
+    }
+
+    /// Starts `unbound -d` with `conf` in `dir`; waits (bounded) until it answers `probe` for
+    /// mx.example.
+    fn spawn(dir: tempfile::TempDir, conf: &str, port: u16, probe: RecordType) -> Self {
         std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
         let log = std::fs::File::create(dir.path().join("unbound.log")).unwrap();
-        let child = Command::new(unbound)
+        let child = Command::new(which("unbound"))
             .arg("-d")
             .arg("-c")
             .arg(dir.path().join("unbound.conf"))
@@ -487,7 +467,7 @@ impl Unbound {
             dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while query_udp(u.addr, "mx.example.", RecordType::DS, false, 1232).is_err() {
+        while query_udp(u.addr, "mx.example.", probe, false, 1232).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "unbound did not start: {}",
