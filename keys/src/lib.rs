@@ -331,8 +331,10 @@ impl zones::RrsetSigner for ZoneSigner<'_> {
                 self.zone
             ));
         }
+        let name = rrset.name();
+        let records = rrset.records();
         keys.iter()
-            .map(|k| self.rrsig(k, &rrset.name, rrset.ttl, &rrset.records))
+            .map(|k| self.rrsig(k, &name, rrset.ttl, &records))
             .collect()
     }
 }
@@ -370,7 +372,7 @@ mod tests {
             let rrsig = verify::as_rrsig(&sigs[0]).unwrap();
             let keys = [ksk.dnskey.clone(), zsk.dnskey.clone()];
             let used =
-                verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, 1_800_000_000).unwrap();
+                verify::verify_rrsig(&zone, &rrset.records(), rrsig, &keys, 1_800_000_000).unwrap();
             assert_eq!(used.flags(), 256, "A is signed by the ZSK");
             assert_eq!(
                 rrsig.input().sig_inception.get(),
@@ -380,11 +382,11 @@ mod tests {
             let exp = rrsig.input().sig_expiration.get();
             assert!(exp <= 1_800_000_000 + 14 * 86400 && exp > 1_800_000_000 + 13 * 86400);
             assert!(
-                verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, exp + 1).is_err(),
+                verify::verify_rrsig(&zone, &rrset.records(), rrsig, &keys, exp + 1).is_err(),
                 "expired is refused"
             );
             assert!(
-                verify::verify_rrsig(&zone, &rrset.records, rrsig, &keys, 1_800_000_000 - 7200)
+                verify::verify_rrsig(&zone, &rrset.records(), rrsig, &keys, 1_800_000_000 - 7200)
                     .is_err(),
                 "early is refused"
             );

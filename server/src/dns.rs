@@ -297,12 +297,17 @@ impl DnsHandler {
         if let Some(e) = edns {
             builder.edns(e);
         }
-        let response = builder.build(
-            metadata,
+        let (an, ns, ad) = (
             records(answers, dnssec),
             records(authorities, dnssec),
-            std::iter::empty(),
             records(additionals, dnssec),
+        );
+        let response = builder.build(
+            metadata,
+            an.iter(),
+            ns.iter(),
+            std::iter::empty(),
+            ad.iter(),
         );
         match handle.send_response(response).await {
             Ok(info) => info,
@@ -399,7 +404,7 @@ impl DnsHandler {
             // opening SOA with its RRSIG, the rest of the zone, closing SOA without RRSIG
             let body = zone
                 .records()
-                .filter(|r| !(r.rtype == RecordType::SOA && r.name == zone.origin));
+                .filter(|r| !(r.rtype == RecordType::SOA && r.name() == zone.origin));
             let parts = std::iter::once((&soa, true))
                 .chain(body.map(|r| (r, true)))
                 .chain(std::iter::once((&soa, false)));
@@ -413,9 +418,9 @@ impl DnsHandler {
                     size = 0;
                 }
                 size += len;
-                batch.extend(r.records.iter().cloned());
+                batch.extend(r.records());
                 if with_sigs {
-                    batch.extend(r.rrsigs.iter().cloned());
+                    batch.extend(r.rrsigs());
                 }
             }
             send_records(&meta, &queries, &mut handle, &batch, edns.as_ref()).await;
@@ -429,15 +434,17 @@ impl DnsHandler {
     }
 }
 
-/// The records of whole RRsets (with their RRSIGs when `dnssec`), borrowed from the snapshot.
-fn records<'a>(
-    list: &'a [&'a Arc<Rrset>],
-    dnssec: bool,
-) -> impl Iterator<Item = &'a Record> + Send + 'a {
-    list.iter().flat_map(move |r| {
-        let sigs: &[Record] = if dnssec { &r.rrsigs } else { &[] };
-        r.records.iter().chain(sigs.iter())
-    })
+/// The records of whole RRsets (with their RRSIGs when `dnssec`), decoded from the snapshot's
+/// wire form (the general path only).
+fn records(list: &[&Arc<Rrset>], dnssec: bool) -> Vec<Record> {
+    let mut out = Vec::new();
+    for r in list {
+        out.extend(r.records());
+        if dnssec {
+            out.extend(r.rrsigs());
+        }
+    }
+    out
 }
 
 /// The exact encoded size of a response made of these RRsets.
@@ -477,7 +484,7 @@ fn encode(
     }
     let mut counts = [0u16; 3];
     for (i, list) in chosen.iter().enumerate() {
-        for r in records(list, dnssec) {
+        for r in &records(list, dnssec) {
             r.emit(&mut enc)?;
             counts[i] += 1;
         }

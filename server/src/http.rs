@@ -166,7 +166,7 @@ async fn health(State(app): State<App>) -> Json<Value> {
     let zones: Vec<Value> = catalog
         .zones
         .iter()
-        .map(|z| json!({"zone": z.origin.to_ascii(), "serial": z.serial(), "names": z.nodes.len()}))
+        .map(|z| json!({"zone": z.origin.to_ascii(), "serial": z.serial(), "names": z.len()}))
         .collect();
     Json(json!({"status": "ok", "zones": zones}))
 }

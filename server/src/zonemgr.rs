@@ -257,7 +257,7 @@ impl ZoneManager {
                 }
             }
             inner.store.set_serial(&st.origin, serial)?;
-            tracing::info!(zone = %st.origin, serial, rrsets = n, names = zone.nodes.len(), ms = t0.elapsed().as_millis() as u64, "zone built and signed");
+            tracing::info!(zone = %st.origin, serial, rrsets = n, names = zone.len(), ms = t0.elapsed().as_millis() as u64, "zone built and signed");
             built.push(Arc::new(zone));
         }
         built.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
@@ -477,13 +477,10 @@ impl ZoneManager {
             for c in self.system_rrsets(&inner.zones, idx, now)? {
                 let keep = match &c {
                     Change::Put(r) => current
-                        .nodes
-                        .get(&r.name)
+                        .node(&r.name())
                         .and_then(|n| n.get(r.rtype))
-                        .is_none_or(|cur| cur.ttl != r.ttl || cur.records != r.records),
-                    Change::Delete(name, t) => {
-                        current.nodes.get(name).and_then(|n| n.get(*t)).is_some()
-                    }
+                        .is_none_or(|cur| !cur.same_data(r)),
+                    Change::Delete(name, t) => current.node(name).and_then(|n| n.get(*t)).is_some(),
                     _ => true,
                 };
                 if keep {
@@ -524,7 +521,7 @@ impl ZoneManager {
                 continue;
             }
             let stored = inner.store.rrsets_at(zone_name, &owner)?;
-            let node = current.nodes.get(&owner);
+            let node = current.node(&owner);
             let mut types = BTreeSet::new();
             for r in stored {
                 types.insert(u16::from(r.rtype));
@@ -533,7 +530,7 @@ impl ZoneManager {
                 };
                 let same = node
                     .and_then(|n| n.get(new.rtype))
-                    .is_some_and(|cur| cur.ttl == new.ttl && cur.records == new.records);
+                    .is_some_and(|cur| cur.same_data(&new));
                 if !same {
                     changes.push(Change::Put(new));
                 }
@@ -665,7 +662,7 @@ mod tests {
         let mut out = Vec::new();
         for z in &cat.zones {
             for r in z.records() {
-                for s in &r.rrsigs {
+                for s in &r.rrsigs() {
                     let s = keys::verify::as_rrsig(s).unwrap();
                     out.push((
                         s.input().sig_inception.get(),
@@ -713,16 +710,18 @@ mod tests {
             let keys: Vec<DNSKEY> = apex
                 .get(RecordType::DNSKEY)
                 .unwrap()
-                .records
+                .records()
                 .iter()
                 .filter_map(|r| keys::verify::as_dnskey(r).cloned())
                 .collect();
             let mut zsk_tags = BTreeSet::new();
             for r in z.records() {
-                for s in &r.rrsigs {
+                for s in &r.rrsigs() {
                     let sig = keys::verify::as_rrsig(s).unwrap();
-                    let key = keys::verify::verify_rrsig(&z.origin, &r.records, sig, &keys, now)
-                        .unwrap_or_else(|e| panic!("{} {} in {}: {e}", r.name, r.rtype, z.origin));
+                    let key = keys::verify::verify_rrsig(&z.origin, &r.records(), sig, &keys, now)
+                        .unwrap_or_else(|e| {
+                            panic!("{} {} in {}: {e}", r.name(), r.rtype, z.origin)
+                        });
                     if matches!(r.rtype, RecordType::CDS | RecordType::CDNSKEY) {
                         // RFC 7344 4.1: signed by a key of the current DS (a KSK)
                         assert_eq!(key.flags(), 257, "{} signed by a KSK", r.rtype);
@@ -733,7 +732,7 @@ mod tests {
                             .or_default()
                             .insert(sig.input().key_tag);
                     } else {
-                        assert_eq!(key.flags(), 256, "{} {} signed by a ZSK", r.name, r.rtype);
+                        assert_eq!(key.flags(), 256, "{} {} signed by a ZSK", r.name(), r.rtype);
                         zsk_tags.insert(sig.input().key_tag);
                     }
                 }
@@ -745,10 +744,7 @@ mod tests {
                 z.origin
             );
             for t in [RecordType::SOA, RecordType::DNSKEY] {
-                assert!(
-                    apex.get(t).is_some_and(|r| !r.rrsigs.is_empty()),
-                    "{t} signed"
-                );
+                assert!(apex.get(t).is_some_and(|r| r.is_signed()), "{t} signed");
             }
             tags.insert(
                 z.origin.clone(),
@@ -764,12 +760,11 @@ mod tests {
             .unwrap();
         for child in cat.zones.iter().filter(|z| z.origin.num_labels() == 3) {
             let ds = apex
-                .nodes
-                .get(&child.origin)
+                .node(&child.origin)
                 .unwrap()
                 .get(RecordType::DS)
                 .unwrap();
-            for d in &ds.records {
+            for d in &ds.records() {
                 let RData::DNSSEC(DNSSECRData::DS(d)) = &d.data else {
                     panic!()
                 };
@@ -828,7 +823,7 @@ mod tests {
                     .get(RecordType::CDS)
                     .cloned();
                 assert!(
-                    cds.is_some_and(|c| !c.rrsigs.is_empty()),
+                    cds.is_some_and(|c| c.is_signed()),
                     "signed CDS while waiting"
                 );
                 if t as u64 >= w.since.unwrap().unix + 86400 {
@@ -890,7 +885,7 @@ mod tests {
         let apex = config.zone_name().unwrap();
         for z in &mgr.catalog.load().zones {
             let dnskey = z.apex().unwrap().get(RecordType::DNSKEY).unwrap();
-            for r in dnskey.records.iter().chain(&dnskey.rrsigs) {
+            for r in dnskey.records().iter().chain(&dnskey.rrsigs()) {
                 let alg = match keys::verify::as_dnskey(r) {
                     Some(k) => {
                         u8::from(hickory_proto::dnssec::PublicKey::algorithm(k.public_key()))
@@ -900,7 +895,7 @@ mod tests {
                 assert_eq!(alg, if z.origin == partition { 15 } else { 13 });
             }
             let soa = z.soa().unwrap();
-            let exp = keys::verify::as_rrsig(&soa.rrsigs[0])
+            let exp = keys::verify::as_rrsig(&soa.rrsigs()[0])
                 .unwrap()
                 .input()
                 .sig_expiration

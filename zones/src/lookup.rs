@@ -105,14 +105,14 @@ impl Zone {
         out: &mut Vec<&'z Arc<Rrset>>,
     ) {
         for _ in 0..8 {
-            let Some(RData::CNAME(target)) = cname.records.first().map(|r| &r.data) else {
+            let Some(RData::CNAME(target)) = cname.first_data() else {
                 return;
             };
             let target = target.0.to_lowercase();
             if !self.origin.zone_of(&target) || self.cut_above(&target).is_some() {
                 return;
             }
-            let Some(node) = self.nodes.get(&target) else {
+            let Some(node) = self.node(&target) else {
                 return;
             };
             if let Some(r) = node.get(qtype) {
@@ -130,7 +130,7 @@ impl Zone {
     }
 
     fn referral(&self, cut: &Name) -> Lookup<'_> {
-        let node = self.nodes.get(cut).expect("cuts are nodes");
+        let node = self.node(cut).expect("cuts are nodes");
         let ns = node.get(RecordType::NS).expect("cuts have NS");
         let ds = node.get(RecordType::DS);
         let nsec = if ds.is_none() {
@@ -139,10 +139,10 @@ impl Zone {
             None
         };
         let mut glue = Vec::new();
-        for r in ns.records.iter() {
-            if let RData::NS(target) = &r.data {
+        for d in ns.data() {
+            if let RData::NS(target) = d {
                 let target = target.0.to_lowercase();
-                if let Some(g) = self.glue.get(&target).or_else(|| self.nodes.get(&target)) {
+                if let Some(g) = self.glue.get(&target).or_else(|| self.node(&target)) {
                     glue.extend(g.get(RecordType::A));
                     glue.extend(g.get(RecordType::AAAA));
                 }

@@ -1,28 +1,33 @@
-//! RRsets as they are served: the records, their RRSIGs, and their sizes on the wire.
+//! RRsets as they are served: the records and their RRSIGs, pre-encoded once.
+//!
+//! An [`Rrset`] holds no hickory objects: its records and signatures live only as wire bytes
+//! ([`RrsetWire`]), which is what the fast path writes. The general path, transfers and tests
+//! decode them on demand ([`Rrset::records`], [`Rrset::rrsigs`]). A million hosts are five
+//! million RRsets, and a hickory `Record` (owner `Name`, RDATA enum) costs several times the
+//! bytes it stands for.
 
+use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use crate::wire::RrsetWire;
 
 /// One RRset of a zone with the signatures that cover it.
 ///
-/// Invariant: every record has the same owner, class IN, type and TTL; `rrsigs` were made over
-/// exactly `records` (the zone replaces the whole `Rrset` when either changes). `wire` is
-/// made from them by [`Rrset::new`] and [`Rrset::with_rrsigs`]: change the public fields of an
-/// `Rrset` only through a new one (`Rrset::new`, then `with_rrsigs`).
+/// Invariant: every record has the same owner, class IN, type and TTL; the RRSIGs were made over
+/// exactly these records (the zone replaces the whole `Rrset` when either changes). Build one
+/// with [`Rrset::new`], then [`Rrset::with_rrsigs`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rrset {
-    pub name: Name,
     pub rtype: RecordType,
     pub ttl: u32,
-    pub records: Vec<Record>,
-    pub rrsigs: Vec<Record>,
-    /// Uncompressed wire length of `records` (an upper bound of what they take in a message).
+    /// Uncompressed wire length of the records (an upper bound of what they take in a message).
     pub records_len: u16,
-    /// Uncompressed wire length of `rrsigs`.
+    /// Uncompressed wire length of the RRSIGs.
     pub rrsigs_len: u16,
-    /// `records` and `rrsigs` pre-encoded for answers.
+    /// The earliest RRSIG expiration, 0 when unsigned.
+    expiration: u32,
+    /// Records and RRSIGs, pre-encoded for answers.
     wire: RrsetWire,
 }
 
@@ -40,34 +45,58 @@ impl Rrset {
             .collect();
         records.sort_by(|a, b| a.data.cmp(&b.data));
         records.dedup_by(|a, b| a.data == b.data);
-        let records_len = wire_len(&records);
         let wire = RrsetWire::build(&name, &records, &[]);
+        let records_len = wire_len(&wire, false);
         Some(Self {
-            name,
             rtype,
             ttl,
-            records,
-            rrsigs: Vec::new(),
             records_len,
             rrsigs_len: 0,
+            expiration: 0,
             wire,
         })
     }
 
     /// Returns a copy of this RRset carrying `rrsigs`.
     pub fn with_rrsigs(&self, rrsigs: Vec<Record>) -> Self {
-        let rrsigs_len = wire_len(&rrsigs);
-        let wire = RrsetWire::build(&self.name, &self.records, &rrsigs);
+        let wire = self.wire.with_rrsigs(&rrsigs);
+        let expiration = rrsigs
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(s)) => Some(s.input().sig_expiration.get()),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(0);
         Self {
-            name: self.name.clone(),
             rtype: self.rtype,
             ttl: self.ttl,
-            records: self.records.clone(),
-            rrsigs,
             records_len: self.records_len,
-            rrsigs_len,
+            rrsigs_len: wire_len(&wire, true),
+            expiration,
             wire,
         }
+    }
+
+    /// The owner name (lower case).
+    pub fn name(&self) -> Name {
+        let mut d = BinDecoder::new(self.wire.owner());
+        Name::read(&mut d).unwrap_or_else(|_| Name::root())
+    }
+
+    /// The owner name in lower-case uncompressed wire form.
+    pub fn owner_wire(&self) -> &[u8] {
+        self.wire.owner()
+    }
+
+    /// The records, decoded (general path, transfers, tests).
+    pub fn records(&self) -> Vec<Record> {
+        self.wire.decode(false)
+    }
+
+    /// The RRSIG records, decoded.
+    pub fn rrsigs(&self) -> Vec<Record> {
+        self.wire.decode(true)
     }
 
     /// The records and RRSIGs, pre-encoded for answers.
@@ -82,41 +111,51 @@ impl Rrset {
 
     /// True if the RRset holds no record (never the case for RRsets inside a zone).
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.wire.count(false) == 0
+    }
+
+    /// Number of records (RRSIGs not counted).
+    pub fn count(&self) -> usize {
+        self.wire.count(false) as usize
+    }
+
+    /// True when this RRset has RRSIGs.
+    pub fn is_signed(&self) -> bool {
+        self.wire.count(true) > self.wire.count(false)
     }
 
     /// The RDATA of the records.
-    pub fn data(&self) -> impl Iterator<Item = &RData> {
-        self.records.iter().map(|r| &r.data)
+    pub fn data(&self) -> Vec<RData> {
+        self.records().into_iter().map(|r| r.data).collect()
+    }
+
+    /// The first record's RDATA.
+    pub fn first_data(&self) -> Option<RData> {
+        self.records().into_iter().next().map(|r| r.data)
+    }
+
+    /// True when `other` has the same TTL and records (owner and type assumed equal).
+    pub fn same_data(&self, other: &Rrset) -> bool {
+        if self.ttl != other.ttl || self.rtype != other.rtype || self.count() != other.count() {
+            return false;
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        self.wire.each_record(false, |r| a.extend_from_slice(r));
+        other.wire.each_record(false, |r| b.extend_from_slice(r));
+        a == b
     }
 
     /// The earliest expiration (RFC 4034 serial arithmetic ignored: times are < 2106) of the
     /// RRSIGs, or `None` when unsigned.
     pub fn earliest_expiration(&self) -> Option<u32> {
-        self.rrsigs
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::RRSIG(s)) => {
-                    Some(s.input().sig_expiration.get())
-                }
-                _ => None,
-            })
-            .min()
+        (self.expiration != 0).then_some(self.expiration)
     }
 }
 
-/// Uncompressed wire length of records, saturating at u16::MAX.
-pub fn wire_len(records: &[Record]) -> u16 {
-    let mut buf = Vec::with_capacity(256);
+/// Uncompressed wire length of the records (or RRSIGs), owner included, saturating.
+fn wire_len(wire: &RrsetWire, sigs: bool) -> u16 {
+    let owner = wire.owner().len();
     let mut total = 0usize;
-    for r in records {
-        buf.clear();
-        let mut enc = BinEncoder::new(&mut buf);
-        enc.set_name_encoding(NameEncoding::Uncompressed);
-        if r.emit(&mut enc).is_err() {
-            return u16::MAX;
-        }
-        total += buf.len();
-    }
+    wire.each_record(sigs, |r| total += owner + r.len());
     total.min(u16::MAX as usize) as u16
 }

@@ -180,25 +180,168 @@ impl RrsetWire {
         if rrsigs.is_empty() {
             sig_op = ops.len();
         }
+        Self::assemble(
+            &ops,
+            &bytes,
+            owner_len as u16,
+            sig_op,
+            records.len() as u16,
+            rrsigs.len(),
+        )
+    }
+
+    /// This RRset's records with `rrsigs` (replacing any it had), without decoding the records.
+    pub fn with_rrsigs(&self, rrsigs: &[Record]) -> Self {
+        let old_shift = self.ops as usize * OP_LEN;
+        let b: &[u8] = &self.data;
+        // record ops and their bytes (owner included), offsets relative to the owner's start
+        let rec_ops: Vec<Op> = (0..self.sig_op as usize)
+            .map(|i| Op::decode(&b[i * OP_LEN..(i + 1) * OP_LEN]))
+            .collect();
+        let rec_end = rec_ops
+            .iter()
+            .filter_map(|op| match *op {
+                Op::Rr { end, .. } | Op::Lit { end, .. } | Op::Name { end, .. } => Some(end),
+                Op::RrBegin { start } => Some(start + 8),
+                Op::RdEnd => None,
+            })
+            .max()
+            .map_or(old_shift + self.owner_len as usize, |e| e as usize);
+        let mut bytes: Vec<u8> = b[old_shift..rec_end].to_vec();
+        let unshift = |v: u32| v - old_shift as u32;
+        let mut ops: Vec<Op> = rec_ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Rr { start, end } => Op::Rr {
+                    start: unshift(start),
+                    end: unshift(end),
+                },
+                Op::RrBegin { start } => Op::RrBegin {
+                    start: unshift(start),
+                },
+                Op::Lit { start, end } => Op::Lit {
+                    start: unshift(start),
+                    end: unshift(end),
+                },
+                Op::Name { start, end } => Op::Name {
+                    start: unshift(start),
+                    end: unshift(end),
+                },
+                Op::RdEnd => Op::RdEnd,
+            })
+            .collect();
+        let sig_op = ops.len();
+        let mut scratch = Vec::with_capacity(256);
+        for r in rrsigs {
+            scratch.clear();
+            let mut enc = BinEncoder::new(&mut scratch);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            if r.emit(&mut enc).is_err() {
+                return self.clone();
+            }
+            let Some(own) = name_len(&scratch) else {
+                return self.clone();
+            };
+            let start = bytes.len() as u32;
+            bytes.extend_from_slice(&scratch[own..]);
+            ops.push(Op::Rr {
+                start,
+                end: bytes.len() as u32,
+            });
+        }
+        Self::assemble(
+            &ops,
+            &bytes,
+            self.owner_len,
+            sig_op,
+            self.records,
+            rrsigs.len(),
+        )
+    }
+
+    fn assemble(
+        ops: &[Op],
+        bytes: &[u8],
+        owner_len: u16,
+        sig_op: usize,
+        records: u16,
+        rrsigs: usize,
+    ) -> Self {
         let shift = (ops.len() * OP_LEN) as u32;
         let mut data = Vec::with_capacity(shift as usize + bytes.len());
-        for op in &ops {
+        for op in ops {
             op.encode(shift, &mut data);
         }
-        data.extend_from_slice(&bytes);
+        data.extend_from_slice(bytes);
         Self {
             data: data.into_boxed_slice(),
-            owner_len: owner_len as u16,
+            owner_len,
             ops: ops.len() as u32,
             sig_op: sig_op as u32,
-            records: records.len() as u16,
-            rrsigs: rrsigs.len() as u16,
+            records,
+            rrsigs: rrsigs as u16,
         }
     }
 
     /// Number of resource records written with or without the RRSIGs.
     pub fn count(&self, dnssec: bool) -> u16 {
         self.records + if dnssec { self.rrsigs } else { 0 }
+    }
+
+    /// The owner name (lower case, uncompressed wire form).
+    pub fn owner(&self) -> &[u8] {
+        let ops_len = self.ops as usize * OP_LEN;
+        &self.data[ops_len..ops_len + self.owner_len as usize]
+    }
+
+    /// Each record (`sigs` false) or RRSIG (`sigs` true) without its owner, uncompressed:
+    /// type, class, TTL, RDLENGTH, RDATA. Calls `f` once per record.
+    pub fn each_record(&self, sigs: bool, mut f: impl FnMut(&[u8])) {
+        let b: &[u8] = &self.data;
+        let range = if sigs {
+            self.sig_op as usize..self.ops as usize
+        } else {
+            0..self.sig_op as usize
+        };
+        let mut rec: Vec<u8> = Vec::new();
+        for i in range {
+            match Op::decode(&b[i * OP_LEN..(i + 1) * OP_LEN]) {
+                Op::Rr { start, end } => f(&b[start as usize..end as usize]),
+                Op::RrBegin { start } => {
+                    rec.clear();
+                    rec.extend_from_slice(&b[start as usize..start as usize + 8]);
+                    rec.extend_from_slice(&[0, 0]);
+                }
+                Op::Lit { start, end } | Op::Name { start, end } => {
+                    rec.extend_from_slice(&b[start as usize..end as usize]);
+                }
+                Op::RdEnd => {
+                    let len = (rec.len() - 10) as u16;
+                    rec[8..10].copy_from_slice(&len.to_be_bytes());
+                    f(&rec);
+                }
+            }
+        }
+    }
+
+    /// The records (`sigs` false) or RRSIGs (`sigs` true) decoded into hickory records (for
+    /// the general path, transfers and tests; the fast path never decodes).
+    pub fn decode(&self, sigs: bool) -> Vec<Record> {
+        let owner = self.owner().to_vec();
+        let mut out = Vec::with_capacity(if sigs { self.rrsigs } else { self.records } as usize);
+        let mut buf = Vec::with_capacity(256);
+        self.each_record(sigs, |r| {
+            buf.clear();
+            buf.extend_from_slice(&owner);
+            buf.extend_from_slice(r);
+            let mut d = hickory_proto::serialize::binary::BinDecoder::new(&buf);
+            if let Ok(rec) =
+                <Record as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)
+            {
+                out.push(rec);
+            }
+        });
+        out
     }
 }
 

@@ -137,8 +137,6 @@ pub enum ZoneError {
 #[derive(Debug, Clone)]
 pub struct Zone {
     pub origin: Name,
-    /// Authoritative names and delegation points, in canonical order.
-    pub nodes: OrdMap<Name, Arc<Node>>,
     /// Names below zone cuts (glue addresses): unsigned, not in the NSEC chain.
     pub glue: OrdMap<Name, Arc<Node>>,
     /// Delegation points (names with NS other than the apex).
@@ -149,8 +147,9 @@ pub struct Zone {
     soa: Option<Arc<Rrset>>,
     /// The [`canonical_key`] of `origin`.
     origin_key: Box<[u8]>,
-    /// `nodes` again, keyed by [`canonical_key`]: the same order, compared as bytes (the query
-    /// path's lookups; comparing `Name`s label by label from the root cost most of a query).
+    /// Authoritative names and delegation points keyed by [`canonical_key`] without the
+    /// origin's: canonical order, compared as bytes (comparing `Name`s label by label from the
+    /// root cost most of a query, and a `Name` per node cost memory).
     index: OrdMap<IndexKey, Arc<Node>>,
     /// The same again as a hash trie, for exact lookups (most queries): a few small nodes to
     /// read instead of a B-tree path.
@@ -269,7 +268,6 @@ impl Zone {
         let origin_key: Box<[u8]> = k[..len].into();
         let zone = Zone {
             origin: origin.clone(),
-            nodes: OrdMap::new(),
             glue: OrdMap::new(),
             cuts: OrdMap::new(),
             nsec_ttl: 0,
@@ -286,17 +284,64 @@ impl Zone {
         let mut k = [0u8; KEY_MAX];
         let n = canonical_key(&name, &mut k);
         let o = self.origin_key.len();
-        self.index.insert(IndexKey::new(&k[o..n]), node.clone());
         self.exact.insert(IndexKey::new(&k[o..n]), node.clone());
-        self.nodes.insert(name, node);
+        self.index.insert(IndexKey::new(&k[o..n]), node);
     }
 
     fn remove_node(&mut self, name: &Name) -> Option<Arc<Node>> {
         let mut k = [0u8; KEY_MAX];
         let n = canonical_key(name, &mut k);
-        self.index.remove(&k[self.origin_key.len()..n]);
         self.exact.remove(&k[self.origin_key.len()..n]);
-        self.nodes.remove(name)
+        self.index.remove(&k[self.origin_key.len()..n])
+    }
+
+    /// The node at `name` (an authoritative name or a delegation point).
+    pub fn node(&self, name: &Name) -> Option<&Arc<Node>> {
+        let mut k = [0u8; KEY_MAX];
+        let n = canonical_key(name, &mut k);
+        self.node_by_key(&k[..n])
+    }
+
+    /// Number of authoritative names and delegation points.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when the zone has no name (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The names and nodes in canonical order.
+    pub fn nodes(&self) -> impl Iterator<Item = (Name, &Arc<Node>)> {
+        self.index
+            .iter()
+            .map(|(k, v)| (self.name_of(k.as_slice()), v))
+    }
+
+    /// The name whose key (relative to the origin's) is `rel`.
+    fn name_of(&self, rel: &[u8]) -> Name {
+        let mut labels: Vec<Vec<u8>> = Vec::new();
+        let mut cur = Vec::new();
+        let mut i = 0;
+        while i < rel.len() {
+            match rel[i] {
+                0 => labels.push(std::mem::take(&mut cur)),
+                1 if i + 1 < rel.len() => {
+                    cur.push(rel[i + 1] - 1);
+                    i += 1;
+                }
+                b => cur.push(b),
+            }
+            i += 1;
+        }
+        labels.reverse();
+        if labels.is_empty() {
+            return self.origin.clone();
+        }
+        Name::from_labels(labels)
+            .and_then(|n| n.append_domain(&self.origin))
+            .unwrap_or_else(|_| self.origin.clone())
     }
 
     #[cfg(test)]
@@ -351,7 +396,7 @@ impl Zone {
     }
 
     pub fn apex(&self) -> Option<&Arc<Node>> {
-        self.nodes.get(&self.origin)
+        self.exact.get(&[][..])
     }
 
     pub fn soa(&self) -> Option<&Arc<Rrset>> {
@@ -359,7 +404,7 @@ impl Zone {
     }
 
     pub fn serial(&self) -> u32 {
-        match self.soa().and_then(|s| s.records.first()).map(|r| &r.data) {
+        match self.soa().and_then(|s| s.first_data()) {
             Some(RData::SOA(soa)) => soa.serial,
             _ => 0,
         }
@@ -397,7 +442,7 @@ impl Zone {
 
         for change in changes {
             let name = match &change {
-                Change::Put(r) => r.name.clone(),
+                Change::Put(r) => r.name(),
                 Change::Delete(n, _) | Change::DeleteName(n) | Change::Resign(n, _) => n.clone(),
             };
             if !z.origin.zone_of(&name) {
@@ -442,8 +487,6 @@ impl Zone {
             let is_apex = name == z.origin;
             match change {
                 Change::Put(r) => {
-                    let mut r = r;
-                    r.name = name.clone();
                     let rtype = r.rtype;
                     if rtype == RecordType::NS && !is_apex {
                         z.cuts.insert(name.clone(), ());
@@ -454,11 +497,7 @@ impl Zone {
                             "NSEC and RRSIG are made by the signer",
                         ));
                     }
-                    let mut node = z
-                        .nodes
-                        .get(&name)
-                        .map(|n| (**n).clone())
-                        .unwrap_or_default();
+                    let mut node = z.node(&name).map(|n| (**n).clone()).unwrap_or_default();
                     let was_new = node.rrsets.is_empty();
                     let types_before: Vec<RecordType> =
                         node.rrsets.iter().map(|r| r.rtype).collect();
@@ -474,7 +513,7 @@ impl Zone {
                     z.set_node(name, Arc::new(node));
                 }
                 Change::Delete(_, rtype) => {
-                    if let Some(n) = z.nodes.get(&name) {
+                    if let Some(n) = z.node(&name) {
                         if n.get(rtype).is_none() {
                             continue;
                         }
@@ -502,8 +541,8 @@ impl Zone {
                     if rtype == RecordType::NSEC {
                         nsec_dirty.insert(name.clone());
                         nsec_force.insert(name);
-                    } else if let Some(r) = z.nodes.get(&name).and_then(|n| n.get(rtype)) {
-                        let cut = z.nodes.get(&name).is_some_and(|n| n.is_cut(is_apex));
+                    } else if let Some(r) = z.node(&name).and_then(|n| n.get(rtype)) {
+                        let cut = z.node(&name).is_some_and(|n| n.is_cut(is_apex));
                         if !cut || rtype == RecordType::DS {
                             to_sign.push(r.clone());
                         }
@@ -515,12 +554,13 @@ impl Zone {
         // SOA minimum / TTL decide the NSEC TTL (RFC 9077)
         z.soa = z.apex().and_then(|n| n.get(RecordType::SOA)).cloned();
         if let Some(soa) = z.soa() {
-            if let Some(RData::SOA(s)) = soa.records.first().map(|r| &r.data) {
+            if let Some(RData::SOA(s)) = soa.first_data() {
                 let ttl = soa.ttl.min(s.minimum);
                 if ttl != z.nsec_ttl {
                     z.nsec_ttl = ttl;
-                    nsec_dirty.extend(z.nodes.keys().cloned());
-                    nsec_force.extend(z.nodes.keys().cloned());
+                    let names: Vec<Name> = z.nodes().map(|(n, _)| n).collect();
+                    nsec_force.extend(names.iter().cloned());
+                    nsec_dirty.extend(names);
                 }
             }
         }
@@ -543,18 +583,16 @@ impl Zone {
         // Compute the NSEC RRsets that differ from what is there.
         let mut nsec_to_sign: Vec<Arc<Rrset>> = Vec::new();
         for name in &nsec_dirty {
-            let Some(node) = z.nodes.get(name) else {
+            let Some(node) = z.node(name) else {
                 continue;
             };
             let next = z.successor(name).unwrap_or_else(|| z.origin.clone());
             let rdata = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, node.nsec_types())));
-            let unchanged = node.nsec.as_ref().is_some_and(|n| {
-                n.ttl == z.nsec_ttl && n.records.first().map(|r| &r.data) == Some(&rdata)
-            });
+            let rrset = Rrset::new(name.clone(), z.nsec_ttl, vec![rdata]).expect("one record");
+            let unchanged = node.nsec.as_ref().is_some_and(|n| n.same_data(&rrset));
             if unchanged && !nsec_force.contains(name) {
                 continue;
             }
-            let rrset = Rrset::new(name.clone(), z.nsec_ttl, vec![rdata]).expect("one record");
             nsec_to_sign.push(Arc::new(rrset));
         }
 
@@ -563,8 +601,8 @@ impl Zone {
         all.extend(nsec_to_sign);
         let signed = sign_all(&all, signer)?;
         for rrset in signed {
-            let name = rrset.name.clone();
-            let Some(n) = z.nodes.get(&name) else {
+            let name = rrset.name();
+            let Some(n) = z.node(&name) else {
                 continue;
             };
             let mut node = (**n).clone();
@@ -572,7 +610,7 @@ impl Zone {
                 node.nsec = Some(Arc::new(rrset));
             } else if node
                 .get(rrset.rtype)
-                .is_some_and(|cur| cur.records == rrset.records)
+                .is_some_and(|cur| cur.same_data(&rrset))
             {
                 node.put(Arc::new(rrset));
             }
@@ -582,45 +620,55 @@ impl Zone {
         Ok(z)
     }
 
+    /// The relative key of `name` (which must be in the zone).
+    fn rel_key(&self, name: &Name) -> IndexKey {
+        let mut k = [0u8; KEY_MAX];
+        let n = canonical_key(name, &mut k);
+        IndexKey::new(k.get(self.origin_key.len()..n).unwrap_or_default())
+    }
+
     /// The greatest name in the chain strictly before `name` (wrapping to the last name).
     pub fn predecessor(&self, name: &Name) -> Option<Name> {
-        self.nodes
-            .range(..name.clone())
+        let key = self.rel_key(name);
+        self.index
+            .range(..key.clone())
             .next_back()
-            .or_else(|| self.nodes.get_max().map(|(k, v)| (k, v)))
-            .map(|(k, _)| k.clone())
-            .filter(|k| k != name)
+            .or_else(|| self.index.get_max().map(|(k, v)| (k, v)))
+            .filter(|(k, _)| **k != key)
+            .map(|(k, _)| self.name_of(k.as_slice()))
     }
 
     /// The node whose NSEC covers `name` (the greatest name strictly before it, wrapping).
-    pub fn covering(&self, name: &Name) -> Option<(&Name, &Arc<Node>)> {
-        self.nodes
-            .range(..name.clone())
+    pub fn covering(&self, name: &Name) -> Option<(Name, &Arc<Node>)> {
+        let key = self.rel_key(name);
+        self.index
+            .range(..key)
             .next_back()
-            .or_else(|| self.nodes.get_max().map(|(k, v)| (k, v)))
+            .or_else(|| self.index.get_max().map(|(k, v)| (k, v)))
+            .map(|(k, v)| (self.name_of(k.as_slice()), v))
     }
 
     /// The least name in the chain strictly after `name`, or `None` when `name` is the last.
     pub fn successor(&self, name: &Name) -> Option<Name> {
         use std::ops::Bound;
-        self.nodes
-            .range((Bound::Excluded(name.clone()), Bound::Unbounded))
+        let key = self.rel_key(name);
+        self.index
+            .range((Bound::Excluded(key), Bound::Unbounded))
             .next()
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| self.name_of(k.as_slice()))
     }
 
     /// True when `name` owns data or is an empty non-terminal (some name below it exists).
     pub fn name_exists(&self, name: &Name) -> bool {
-        match self.nodes.range(name.clone()..).next() {
-            Some((k, _)) => name.zone_of(k),
-            None => false,
-        }
+        let mut k = [0u8; KEY_MAX];
+        let n = canonical_key(name, &mut k);
+        k[..n].starts_with(&self.origin_key) && self.key_exists(&k[..n])
     }
 
     /// All RRsets with their signatures, in canonical order, SOA first: the content of an AXFR
     /// between the two SOA copies. Glue follows the authoritative data.
     pub fn records(&self) -> impl Iterator<Item = &Arc<Rrset>> {
-        self.nodes
+        self.index
             .values()
             .flat_map(|n| n.rrsets.iter().chain(n.nsec.iter()))
             .chain(self.glue.values().flat_map(|n| n.rrsets.iter()))
@@ -630,14 +678,14 @@ impl Zone {
     /// every RRset that should be signed but is not.
     pub fn expiring_before(&self, t: u32) -> Vec<(Name, RecordType)> {
         let mut out = Vec::new();
-        for (name, node) in self.nodes.iter() {
-            let cut = node.is_cut(*name == self.origin);
+        for (key, node) in self.index.iter() {
+            let cut = node.is_cut(key.as_slice().is_empty());
             for r in node.rrsets.iter().chain(node.nsec.iter()) {
                 if cut && !matches!(r.rtype, RecordType::DS | RecordType::NSEC) {
                     continue;
                 }
                 if r.earliest_expiration().is_none_or(|e| e < t) {
-                    out.push((name.clone(), r.rtype));
+                    out.push((self.name_of(key.as_slice()), r.rtype));
                 }
             }
         }
