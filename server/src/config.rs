@@ -41,6 +41,10 @@ pub struct Config {
     pub keys: KeysConfig,
     /// How often the server looks for changes written by other processes (ms).
     pub follow_interval_ms: u64,
+    /// How often the server writes the signed zones to `<data_dir>/zones.checkpoint` when they
+    /// changed (seconds; also after a full build and at shutdown; 0: never). A start reads it
+    /// back instead of signing everything again.
+    pub checkpoint_interval: u64,
     /// Inbound addresses of every partition's MX hosts (A/AAAA), unless `inbound` names the
     /// partition. Seeds the database; the admin API changes them after.
     pub inbound_addresses: Vec<IpAddr>,
@@ -106,6 +110,7 @@ impl Default for Config {
             signatures: Signatures::default(),
             keys: KeysConfig::default(),
             follow_interval_ms: 200,
+            checkpoint_interval: 300,
             inbound_addresses: vec![
                 IpAddr::from([192, 0, 2, 25]),
                 "2001:db8::25".parse().expect("address"),

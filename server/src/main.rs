@@ -13,6 +13,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use provisioner::service::tlsa_owner;
 use provisioner::{Batch, BatchOp, Store};
 
+mod checkpoint;
 mod config;
 mod dns;
 mod http;
@@ -361,13 +362,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let http = tokio::spawn(http::serve(api, app, stop_rx.clone()));
         let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
         let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx.clone()));
-        let roller = tokio::spawn(roll(mgr.clone(), stop_rx));
+        let roller = tokio::spawn(roll(mgr.clone(), stop_rx.clone()));
+        let checkpointer = tokio::spawn(checkpoints(mgr.clone(), stop_rx));
 
         shutdown_signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
         let _ = server.shutdown_gracefully().await;
-        let _ = tokio::join!(http, follower, refresher, roller);
+        let _ = tokio::join!(http, follower, refresher, roller, checkpointer);
         for t in udp_tasks {
             let _ = t.await;
         }
@@ -416,6 +418,30 @@ async fn periodically(
 async fn follow(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
     let period = Duration::from_millis(mgr.config().follow_interval_ms.max(10));
     periodically(period, stop, "applied stored changes", move || mgr.sync()).await
+}
+
+/// Writes the checkpoint right away (after a full build), then every `checkpoint_interval`
+/// when the zones changed, and once more when the server stops.
+async fn checkpoints(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let every = mgr.config().checkpoint_interval;
+    if every == 0 {
+        return;
+    }
+    let write = |mgr: Arc<ZoneManager>| async move {
+        match tokio::task::spawn_blocking(move || mgr.write_checkpoint(false)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "writing the checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "writing the checkpoint panicked"),
+        }
+    };
+    loop {
+        write(mgr.clone()).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    write(mgr).await;
 }
 
 /// Refreshes signatures that approach expiry.

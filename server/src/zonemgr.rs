@@ -25,7 +25,7 @@ use provisioner::{KeyRow, Store};
 use zones::{Change, Rrset, Zone};
 
 use crate::config::Config;
-use crate::lifecycle;
+use crate::{checkpoint, lifecycle};
 
 /// The clock, passed in so that expiry and refresh can be tested without waiting.
 pub trait Clock: Send + Sync {
@@ -107,6 +107,11 @@ pub struct ZoneManager {
     inner: Mutex<Inner>,
     config: Config,
     clock: Arc<dyn Clock>,
+    /// The zones' serials in the checkpoint on disk (written or read), `None` before either;
+    /// held while a checkpoint is written, so two writers take turns.
+    checkpointed: Mutex<Option<Vec<u32>>>,
+    /// How this manager started: from the checkpoint or by building every zone.
+    pub resumed: bool,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -198,9 +203,153 @@ impl ZoneManager {
             }),
             config,
             clock,
+            checkpointed: Mutex::new(None),
+            resumed: false,
         };
-        mgr.rebuild()?;
+        let t0 = std::time::Instant::now();
+        let mut mgr = mgr;
+        match mgr.resume() {
+            Ok(true) => {
+                mgr.resumed = true;
+                tracing::info!(
+                    ms = t0.elapsed().as_millis() as u64,
+                    "zones resumed from the checkpoint and brought up to date"
+                );
+            }
+            Ok(false) => mgr.rebuild()?,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint not used; building every zone from the store");
+                mgr.rebuild()?;
+            }
+        }
         Ok(mgr)
+    }
+
+    /// The parts of the configuration that shape the zones and their signatures (and the binary
+    /// and format versions): a checkpoint made under another fingerprint is not used.
+    fn fingerprint(&self) -> String {
+        let c = &self.config;
+        format!(
+            "mxdns {} snapshot {} zone {:?} partitions {:?} algorithm {} ns {:?} ttl {:?} signatures {:?} keys {:?}",
+            env!("CARGO_PKG_VERSION"),
+            zones::snapshot::FORMAT,
+            c.zone,
+            c.partitions,
+            c.algorithm,
+            c.ns_addresses,
+            c.ttl,
+            c.signatures,
+            c.keys
+        )
+    }
+
+    /// Starts from the checkpoint when it is usable: publishes its zones, applies the change
+    /// log since its position, brings the server's own records (NS, DNSKEY, DS, ...) up to date
+    /// with a new serial, and signs again whatever is due. `Ok(false)`: there is none.
+    fn resume(&self) -> anyhow::Result<bool> {
+        let t0 = std::time::Instant::now();
+        let fingerprint = self.fingerprint();
+        {
+            let mut guard = self.inner.lock().expect("zone manager lock");
+            let inner = &mut *guard;
+            let expect: Vec<(Name, i64)> = inner
+                .zones
+                .iter()
+                .map(|z| (z.origin.clone(), z.key_version))
+                .collect();
+            let last_change = inner.store.last_change()?;
+            let store = &inner.store;
+            let read = checkpoint::read(&self.config.data_dir, |h| {
+                if h.fingerprint != fingerprint {
+                    anyhow::bail!("made by another version or configuration");
+                }
+                if h.zones != expect {
+                    anyhow::bail!("zones or keys changed since");
+                }
+                if h.last_seq > last_change {
+                    anyhow::bail!("the store is older than the checkpoint");
+                }
+                // the log must hold every change after the checkpoint's position
+                if let Some((first, _, _)) = store.changes_since(h.last_seq, 1)?.first() {
+                    if *first != h.last_seq + 1 {
+                        anyhow::bail!("the change log was pruned past the checkpoint");
+                    }
+                }
+                Ok(())
+            })?;
+            let Some((header, zones)) = read else {
+                return Ok(false);
+            };
+            let serials: Vec<u32> = zones.iter().map(|z| z.serial()).collect();
+            let mut zones: Vec<Arc<Zone>> = zones.into_iter().map(Arc::new).collect();
+            zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+            self.catalog.store(Arc::new(Catalog { zones }));
+            inner.last_seq = header.last_seq;
+            *self.checkpointed.lock().expect("checkpoint lock") = Some(serials);
+            tracing::info!(
+                ms = t0.elapsed().as_millis() as u64,
+                last_seq = header.last_seq,
+                "checkpoint read"
+            );
+        }
+        let changed = self.sync()?;
+        {
+            let mut guard = self.inner.lock().expect("zone manager lock");
+            let inner = &mut *guard;
+            for idx in 0..inner.zones.len() {
+                self.update_system(inner, idx, false)?;
+            }
+        }
+        let resigned = self.refresh_signatures()?;
+        tracing::info!(owners = changed, resigned, "checkpoint brought up to date");
+        release_free_memory();
+        Ok(true)
+    }
+
+    /// Writes the checkpoint if the zones changed since the last one (or `force`). Returns the
+    /// bytes written (0: nothing to do). The zone manager is not held while writing.
+    pub fn write_checkpoint(&self, force: bool) -> anyhow::Result<u64> {
+        if self.config.checkpoint_interval == 0 && !force {
+            return Ok(0);
+        }
+        let mut done = self.checkpointed.lock().expect("checkpoint lock");
+        let (catalog, header) = {
+            let inner = self.inner.lock().expect("zone manager lock");
+            let catalog = self.catalog.load_full();
+            let header = checkpoint::Header {
+                fingerprint: self.fingerprint(),
+                last_seq: inner.last_seq,
+                zones: inner
+                    .zones
+                    .iter()
+                    .map(|z| (z.origin.clone(), z.key_version))
+                    .collect(),
+            };
+            (catalog, header)
+        };
+        let mut zones = Vec::new();
+        for (origin, _) in &header.zones {
+            zones.push(
+                catalog
+                    .get(origin)
+                    .ok_or_else(|| anyhow!("zone {origin} not built"))?
+                    .as_ref(),
+            );
+        }
+        let serials: Vec<u32> = zones.iter().map(|z| z.serial()).collect();
+        if !force && done.as_ref() == Some(&serials) {
+            return Ok(0);
+        }
+        let t0 = std::time::Instant::now();
+        let bytes = checkpoint::write(&self.config.data_dir, &header, &zones)?;
+        tracing::info!(
+            bytes,
+            ms = t0.elapsed().as_millis() as u64,
+            last_seq = header.last_seq,
+            "checkpoint written"
+        );
+        *done = Some(serials);
+        Ok(bytes)
     }
 
     pub fn config(&self) -> &Config {
@@ -466,37 +615,45 @@ impl ZoneManager {
         }
         let n = dirty.len();
         for (idx, resign_all) in dirty {
-            let origin = inner.zones[idx].origin.clone();
-            let current = self
-                .catalog
-                .load()
-                .get(&origin)
-                .cloned()
-                .ok_or_else(|| anyhow!("zone {origin} not built"))?;
-            let mut changes = Vec::new();
-            for c in self.system_rrsets(&inner.zones, idx, now)? {
-                let keep = match &c {
-                    Change::Put(r) => current
-                        .node(&r.name())
-                        .and_then(|n| n.get(r.rtype))
-                        .is_none_or(|cur| !cur.same_data(r)),
-                    Change::Delete(name, t) => current.node(name).and_then(|n| n.get(*t)).is_some(),
-                    _ => true,
-                };
-                if keep {
-                    changes.push(c);
-                }
-            }
-            // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
-            changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
-            if resign_all {
-                let all = current.expiring_before(u32::MAX);
-                tracing::info!(zone = %origin, rrsets = all.len(), "new ZSK: signing the zone again");
-                changes.extend(all.into_iter().map(|(n, t)| Change::Resign(n, t)));
-            }
-            self.commit(inner, idx, &current, changes)?;
+            self.update_system(inner, idx, resign_all)?;
         }
         Ok(n)
+    }
+
+    /// Brings the records the server owns in zone `idx` (NS, addresses, DNSKEY, CDS/CDNSKEY,
+    /// child delegations) up to date, signs the DNSKEY RRset again, and with `resign_all` every
+    /// RRset (a new ZSK); commits with a new serial.
+    fn update_system(&self, inner: &mut Inner, idx: usize, resign_all: bool) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let origin = inner.zones[idx].origin.clone();
+        let current = self
+            .catalog
+            .load()
+            .get(&origin)
+            .cloned()
+            .ok_or_else(|| anyhow!("zone {origin} not built"))?;
+        let mut changes = Vec::new();
+        for c in self.system_rrsets(&inner.zones, idx, now)? {
+            let keep = match &c {
+                Change::Put(r) => current
+                    .node(&r.name())
+                    .and_then(|n| n.get(r.rtype))
+                    .is_none_or(|cur| !cur.same_data(r)),
+                Change::Delete(name, t) => current.node(name).and_then(|n| n.get(*t)).is_some(),
+                _ => true,
+            };
+            if keep {
+                changes.push(c);
+            }
+        }
+        // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
+        changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
+        if resign_all {
+            let all = current.expiring_before(u32::MAX);
+            tracing::info!(zone = %origin, rrsets = all.len(), "new ZSK: signing the zone again");
+            changes.extend(all.into_iter().map(|(n, t)| Change::Resign(n, t)));
+        }
+        self.commit(inner, idx, &current, changes)
     }
 
     fn apply_owners(
@@ -558,7 +715,8 @@ impl ZoneManager {
         mut changes: Vec<Change>,
     ) -> anyhow::Result<()> {
         let st = &inner.zones[idx];
-        let serial = next_serial(current.serial());
+        // never below what was served before (a checkpoint may be older than the last serial)
+        let serial = next_serial(current.serial().max(inner.store.serial(&st.origin)?));
         changes.push(Change::Put(
             Rrset::new(
                 st.origin.clone(),
@@ -956,5 +1114,130 @@ mod tests {
             mgr.catalog.load().zones[0].serial() > serial,
             "serial increases across restarts"
         );
+    }
+
+    /// Every RRset of `z` as (owner, type, TTL, records), the content a validator sees apart
+    /// from signatures.
+    fn content(cat: &Catalog) -> BTreeSet<(String, u16, u32, String)> {
+        let mut out = BTreeSet::new();
+        for z in &cat.zones {
+            for r in z.records() {
+                if r.rtype == RecordType::SOA {
+                    continue;
+                }
+                let data: Vec<String> = r.data().iter().map(|d| d.to_string()).collect();
+                out.insert((
+                    r.name().to_ascii(),
+                    u16::from(r.rtype),
+                    r.ttl,
+                    data.join(" "),
+                ));
+            }
+        }
+        out
+    }
+
+    fn put_host(dir: &Path, host: &str, addr: [u8; 4]) {
+        use provisioner::store::{Batch, BatchOp};
+        let mut store = Store::open(&db_path(dir)).unwrap();
+        let zone = Name::from_ascii("o-v1.mx.example.").unwrap();
+        let owner = Name::from_ascii(host).unwrap();
+        let batch = Batch {
+            ops: vec![BatchOp::set(
+                &zone,
+                &owner,
+                RecordType::A,
+                300,
+                vec![RData::A(A::from(std::net::Ipv4Addr::from(addr)))],
+            )],
+        };
+        store.write(&batch, 0).unwrap();
+    }
+
+    #[test]
+    fn a_start_resumes_from_the_checkpoint_and_applies_later_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = 1_800_000_000;
+        let clock = Arc::new(TestClock(AtomicU32::new(t0)));
+        put_host(dir.path(), "a.o-v1.mx.example.", [192, 0, 2, 1]);
+        let (serial, bytes) = {
+            let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+            assert!(!mgr.resumed, "nothing to resume from at first");
+            let serial = mgr
+                .catalog
+                .load()
+                .zones
+                .iter()
+                .map(|z| z.serial())
+                .max()
+                .unwrap();
+            (serial, mgr.write_checkpoint(false).unwrap())
+        };
+        assert!(bytes > 0);
+        // changes after the checkpoint: a new host, a changed one
+        put_host(dir.path(), "b.o-v1.mx.example.", [192, 0, 2, 2]);
+        put_host(dir.path(), "a.o-v1.mx.example.", [192, 0, 2, 9]);
+        clock.0.store(t0 + 3600, Ordering::SeqCst);
+        let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+        assert!(mgr.resumed, "resumed from the checkpoint");
+        assert_valid(&mgr.catalog.load(), t0 + 3600);
+        for z in &mgr.catalog.load().zones {
+            assert!(z.serial() > serial, "serial moves forward: {}", z.serial());
+        }
+        // the same content as a full build from the store
+        let resumed = content(&mgr.catalog.load());
+        assert!(resumed
+            .iter()
+            .any(|c| c.0 == "b.o-v1.mx.example." && c.3 == "192.0.2.2"));
+        assert!(resumed
+            .iter()
+            .any(|c| c.0 == "a.o-v1.mx.example." && c.3 == "192.0.2.9"));
+        drop(mgr);
+        std::fs::remove_file(checkpoint::path(dir.path())).unwrap();
+        let built = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+        assert!(!built.resumed);
+        assert_eq!(content(&built.catalog.load()), resumed);
+
+        // a damaged checkpoint is not used
+        built.write_checkpoint(true).unwrap();
+        drop(built);
+        let p = checkpoint::path(dir.path());
+        let mut b = std::fs::read(&p).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x40;
+        std::fs::write(&p, &b).unwrap();
+        let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+        assert!(!mgr.resumed, "damaged checkpoint refused");
+        assert_valid(&mgr.catalog.load(), t0 + 3600);
+
+        // 30 days later (longer than the validity): resumed, every signature fresh
+        mgr.write_checkpoint(true).unwrap();
+        drop(mgr);
+        let t1 = t0 + 30 * 86400;
+        clock.0.store(t1, Ordering::SeqCst);
+        let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+        assert!(mgr.resumed);
+        assert_valid(&mgr.catalog.load(), t1);
+        for (inc, exp) in all_sig_windows(&mgr.catalog.load()) {
+            assert!(inc <= t1 && t1 < exp, "window {inc}..{exp} at {t1}");
+        }
+
+        // keys changed since the checkpoint (a rollover step stored): full build
+        mgr.write_checkpoint(true).unwrap();
+        drop(mgr);
+        let mut store = Store::open(&db_path(dir.path())).unwrap();
+        let zone = Name::from_ascii("o-v1.mx.example.").unwrap();
+        lifecycle::roll_zone(
+            &config(dir.path()),
+            &mut store,
+            &zone,
+            t1 as u64,
+            Some(lifecycle::Request::Roll(keys::rollover::KeyRole::Zsk)),
+        )
+        .unwrap();
+        drop(store);
+        let mgr = ZoneManager::open(config(dir.path()), clock).unwrap();
+        assert!(!mgr.resumed, "key version moved: not resumed");
+        assert_valid(&mgr.catalog.load(), t1);
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod lookup;
 pub mod rrset;
+pub mod snapshot;
 pub mod wire;
 pub mod zone;
 

@@ -78,6 +78,25 @@ impl Rrset {
         }
     }
 
+    /// An RRset read back from a snapshot.
+    pub(crate) fn from_parts(
+        rtype: RecordType,
+        ttl: u32,
+        records_len: u16,
+        rrsigs_len: u16,
+        expiration: u32,
+        wire: RrsetWire,
+    ) -> Self {
+        Self {
+            rtype,
+            ttl,
+            records_len,
+            rrsigs_len,
+            expiration,
+            wire,
+        }
+    }
+
     /// The owner name (lower case).
     pub fn name(&self) -> Name {
         let mut d = BinDecoder::new(self.wire.owner());

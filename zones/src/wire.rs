@@ -41,6 +41,16 @@ pub struct RrsetWire {
     rrsigs: u16,
 }
 
+/// The fields of an [`RrsetWire`], borrowed.
+pub(crate) struct WireParts<'a> {
+    pub data: &'a [u8],
+    pub owner_len: u16,
+    pub ops: u32,
+    pub sig_op: u32,
+    pub records: u16,
+    pub rrsigs: u16,
+}
+
 /// Encoded length of one op: tag, start, end.
 const OP_LEN: usize = 9;
 
@@ -286,6 +296,94 @@ impl RrsetWire {
     /// Number of resource records written with or without the RRSIGs.
     pub fn count(&self, dnssec: bool) -> u16 {
         self.records + if dnssec { self.rrsigs } else { 0 }
+    }
+
+    /// The fields, for writing a snapshot.
+    pub(crate) fn parts(&self) -> WireParts<'_> {
+        WireParts {
+            data: &self.data,
+            owner_len: self.owner_len,
+            ops: self.ops,
+            sig_op: self.sig_op,
+            records: self.records,
+            rrsigs: self.rrsigs,
+        }
+    }
+
+    /// The RRset wire form read back from a snapshot, if every op stays inside `data` and the
+    /// owner is a valid uncompressed name.
+    pub(crate) fn from_parts(
+        data: Box<[u8]>,
+        owner_len: u16,
+        ops: u32,
+        sig_op: u32,
+        records: u16,
+        rrsigs: u16,
+    ) -> Option<Self> {
+        let ops_len = (ops as usize).checked_mul(OP_LEN)?;
+        let owner_end = ops_len.checked_add(owner_len as usize)?;
+        if sig_op > ops || owner_end > data.len() {
+            return None;
+        }
+        if name_len(&data[ops_len..owner_end])? != owner_len as usize {
+            return None;
+        }
+        let mut open = false;
+        let (mut recs, mut sigs) = (0u32, 0u32);
+        for i in 0..ops as usize {
+            let op = Op::decode(&data[i * OP_LEN..(i + 1) * OP_LEN]);
+            let ok = match op {
+                Op::Rr { start, end } => {
+                    if i < sig_op as usize {
+                        recs += 1
+                    } else {
+                        sigs += 1
+                    }
+                    !open
+                        && start as usize >= owner_end
+                        && start.checked_add(10).is_some_and(|s| s <= end)
+                        && end as usize <= data.len()
+                }
+                Op::RrBegin { start } => {
+                    if i < sig_op as usize {
+                        recs += 1
+                    } else {
+                        sigs += 1
+                    }
+                    let ok =
+                        !open && start as usize >= owner_end && start as usize + 8 <= data.len();
+                    open = true;
+                    ok
+                }
+                Op::Lit { start, end } => {
+                    open && start as usize >= owner_end
+                        && start <= end
+                        && end as usize <= data.len()
+                }
+                Op::Name { start, end } => {
+                    open && start as usize >= owner_end
+                        && start < end
+                        && end as usize <= data.len()
+                        && name_len(&data[start as usize..end as usize])
+                            == Some((end - start) as usize)
+                }
+                Op::RdEnd => std::mem::replace(&mut open, false),
+            };
+            if !ok {
+                return None;
+            }
+        }
+        if open || recs != u32::from(records) || sigs != u32::from(rrsigs) {
+            return None;
+        }
+        Some(Self {
+            data,
+            owner_len,
+            ops,
+            sig_op,
+            records,
+            rrsigs,
+        })
     }
 
     /// The owner name (lower case, uncompressed wire form).

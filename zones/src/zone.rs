@@ -42,6 +42,17 @@ pub struct Node {
 const TYPES: usize = 6;
 
 impl Node {
+    /// A node of these RRsets (sorted by type code) and NSEC.
+    pub(crate) fn from_parts(rrsets: Vec<Arc<Rrset>>, nsec: Option<Arc<Rrset>>) -> Self {
+        let mut n = Node {
+            rrsets,
+            nsec,
+            types: [0; TYPES],
+        };
+        n.sync_types();
+        n
+    }
+
     pub fn get(&self, rtype: RecordType) -> Option<&Arc<Rrset>> {
         let t = u16::from(rtype);
         let n = self.rrsets.len();
@@ -144,29 +155,29 @@ pub struct Zone {
     /// TTL of NSEC records: min(SOA TTL, SOA minimum) (RFC 9077).
     pub nsec_ttl: u32,
     /// The apex SOA RRset (every negative answer carries it), kept by `apply`.
-    soa: Option<Arc<Rrset>>,
+    pub(crate) soa: Option<Arc<Rrset>>,
     /// The [`canonical_key`] of `origin`.
     origin_key: Box<[u8]>,
     /// Authoritative names and delegation points keyed by [`canonical_key`] without the
     /// origin's: canonical order, compared as bytes (comparing `Name`s label by label from the
     /// root cost most of a query, and a `Name` per node cost memory).
-    index: OrdMap<IndexKey, Arc<Node>>,
+    pub(crate) index: OrdMap<IndexKey, Arc<Node>>,
     /// The same again as a hash trie, for exact lookups (most queries): a few small nodes to
     /// read instead of a B-tree path.
-    exact: imbl::HashMap<IndexKey, Arc<Node>>,
+    pub(crate) exact: imbl::HashMap<IndexKey, Arc<Node>>,
 }
 
 /// A name's key in `Zone::index`: its [`canonical_key`] without the origin's (which every key
 /// of the zone starts with), stored inline when short so that a lookup reads the B-tree's own
 /// memory instead of one heap block per comparison (at 100 000 hosts each was a cache miss).
 #[derive(Clone)]
-enum IndexKey {
+pub(crate) enum IndexKey {
     Inline { len: u8, bytes: [u8; 30] },
     Heap(Box<[u8]>),
 }
 
 impl IndexKey {
-    fn new(key: &[u8]) -> Self {
+    pub(crate) fn new(key: &[u8]) -> Self {
         if key.len() <= 30 {
             let mut bytes = [0u8; 30];
             bytes[..key.len()].copy_from_slice(key);
@@ -179,7 +190,7 @@ impl IndexKey {
         }
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             IndexKey::Inline { len, bytes } => &bytes[..*len as usize],
             IndexKey::Heap(b) => b,
@@ -262,22 +273,32 @@ impl Zone {
         soa: SOA,
         signer: &dyn RrsetSigner,
     ) -> Result<Self, ZoneError> {
+        let zone = Zone::empty(origin);
+        let soa =
+            Rrset::new(zone.origin.clone(), soa_ttl, vec![RData::SOA(soa)]).expect("one record");
+        zone.apply(vec![Change::Put(soa)], signer)
+    }
+
+    /// A zone with no name at all (not servable: no SOA).
+    pub(crate) fn empty(origin: Name) -> Self {
         let origin = origin.to_lowercase();
         let mut k = [0u8; KEY_MAX];
         let len = canonical_key(&origin, &mut k);
-        let origin_key: Box<[u8]> = k[..len].into();
-        let zone = Zone {
-            origin: origin.clone(),
+        Zone {
+            origin,
             glue: OrdMap::new(),
             cuts: OrdMap::new(),
             nsec_ttl: 0,
             soa: None,
-            origin_key,
+            origin_key: k[..len].into(),
             index: OrdMap::new(),
             exact: imbl::HashMap::new(),
-        };
-        let soa = Rrset::new(origin, soa_ttl, vec![RData::SOA(soa)]).expect("one record");
-        zone.apply(vec![Change::Put(soa)], signer)
+        }
+    }
+
+    /// Takes the SOA from the apex.
+    pub(crate) fn set_soa(&mut self) {
+        self.soa = self.apex().and_then(|n| n.get(RecordType::SOA)).cloned();
     }
 
     fn set_node(&mut self, name: Name, node: Arc<Node>) {
@@ -320,7 +341,7 @@ impl Zone {
     }
 
     /// The name whose key (relative to the origin's) is `rel`.
-    fn name_of(&self, rel: &[u8]) -> Name {
+    pub(crate) fn name_of(&self, rel: &[u8]) -> Name {
         let mut labels: Vec<Vec<u8>> = Vec::new();
         let mut cur = Vec::new();
         let mut i = 0;
