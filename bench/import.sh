@@ -68,12 +68,26 @@ T_IMPORT=$(python3 -c "import time; print(f'{time.time()-$T0:.1f}')")
 T_SERVED=$(wait_signed "$LAST" 1800 "$T0")
 RSS_LOADED=$(rss); HWM_LOADED=$(hwm)
 IMPORT_RSS=$(awk '/Maximum resident/{print int($6/1024)}' "$WORK/import.err")
-stop
+# one provisioning change at N hosts: API answer -> signed answer; then a fleet certificate change
+/usr/bin/python3 "$HERE/provision.py" --attach "$DATA" $DNS_PORT $API_PORT --domains ${LATENCY_DOMAINS:-300} \
+  --probe-host "_25._tcp.c0-example.$ZONE" > "$WORK/latency.txt"
+cat "$WORK/latency.txt"
+TS=$(date +%s.%N); stop
+T_STOP=$(python3 -c "import time; print(f'{time.time()-$TS:.1f}')")   # includes writing the checkpoint
+CKPT_MB=$(du -m "$DATA/zones.checkpoint" | cut -f1)
 
 T1=$(date +%s.%N)
 serve
 T_COLD=$(wait_signed "$LAST" 1800 "$T1")
 RSS_COLD=$(rss); HWM_COLD=$(hwm)
+stop
+
+# the same start without the checkpoint: every zone built and signed from the store
+rm -f "$DATA/zones.checkpoint"
+T2=$(date +%s.%N)
+serve
+T_BUILD=$(wait_signed "$LAST" 1800 "$T2")
+RSS_BUILD=$(rss); HWM_BUILD=$(hwm)
 stop
 
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
@@ -88,8 +102,13 @@ $(nproc) CPUs, $(awk '/MemTotal/{print int($2/1048576)}' /proc/meminfo) GiB, rel
 | \`mxdns domain import\` of $N new domains (DNSSEC + DANE, batches of $BATCH) | $T_IMPORT s (import process peak RSS $IMPORT_RSS MiB) |
 | from the start of the import until the last host is served signed (running server) | $T_SERVED s |
 | server RSS after that (peak) | $RSS_LOADED MiB ($HWM_LOADED MiB) |
-| cold start with $N hosts: exec until the last host is served signed | $T_COLD s |
-| server RSS after the cold start (peak) | $RSS_COLD MiB ($HWM_COLD MiB) |
+| one provisioning change at $N hosts (Enable-DnssecForVerifiedDomain, ${LATENCY_DOMAINS:-300} in a row): API answer -> signed answer | $(sed -n 's/^answer_to_signed_answer_ms //p' "$WORK/latency.txt") ms |
+| fleet certificate change at $N hosts: API answer -> new TLSA served at a host | $(sed -n 's/.*answer_to_new_tlsa_served_ms=\([0-9.]*\).*/\1/p' "$WORK/latency.txt") ms |
+| server stop (SIGTERM, writes the checkpoint: $CKPT_MB MB) | $T_STOP s |
+| cold start with $N hosts from the checkpoint: exec until the last host is served signed | $T_COLD s |
+| server RSS after that cold start (peak) | $RSS_COLD MiB ($HWM_COLD MiB) |
+| cold start without a checkpoint (everything signed again) | $T_BUILD s |
+| server RSS after that (peak) | $RSS_BUILD MiB ($HWM_BUILD MiB) |
 
 Each host: A, AAAA, and \`_25._tcp\` CNAME to the partition's shared TLSA RRset, each with its
 RRSIG, plus NSEC records. Import report: \`$(tr -d '\n ' < "$WORK/import.json")\`.

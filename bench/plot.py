@@ -3,9 +3,10 @@
 
 Usage: plot.py OUT.png RESULTS_DIR...   (each RESULTS_DIR is bench/results/n<N> with the
 dnsperf outputs and servers.txt); also prints a Markdown table. Needs matplotlib
-(Debian: python3-matplotlib, hence /usr/bin/python3).
+(Debian: python3-matplotlib, hence /usr/bin/python3). Directories with NXDOMAIN flood outputs
+(flood-<server>.txt, run.sh's flood phase) add flood columns and dashed lines; older directories
+without them are shown as before.
 """
-import glob
 import os
 import re
 import sys
@@ -15,23 +16,22 @@ import summarize  # noqa: E402
 
 
 def medians(d):
-    runs = [summarize.parse(p) for p in sorted(glob.glob(os.path.join(d, "*-r*.txt")))]
+    runs = [summarize.parse(p) for p in summarize.mix_files(d)]
+    floods = {r["server"]: r for r in (summarize.parse(p) for p in summarize.flood_files(d))}
     meta = summarize.read_servers(os.path.join(d, "servers.txt"))
     out = {}
     for s in {r["server"] for r in runs} | set(meta):
-        rs = [r for r in runs if r["server"] == s]
-        clean = [r for r in rs if r["other0"] is not None and r["other0"] < 5
-                 and r["other1"] is not None and r["other1"] < 10]
-        use = clean if len(clean) >= 2 else rs
-        q = summarize.med([r["qps"] for r in use])
-        cpu = summarize.med([r["srv_cpu"] for r in use])
+        mm = summarize.mix_medians(runs, s)
         m = meta.get(s, {})
+        fl = summarize.flood_figures(floods[s]) if s in floods else {}
         out[s] = {
-            "qps": q,
-            "per_core": q / (cpu / 100) if q and cpu else None,
-            "lat": summarize.med([r["lat_ms"] for r in use]),
+            "qps": mm["qps"],
+            "per_core": mm["per_core"],
+            "lat": mm["lat"],
             "rss": float(m["rss_load_mib"]) if "rss_load_mib" in m else None,
             "start": float(m["start_to_signed_s"]) if "start_to_signed_s" in m else None,
+            "flood_per_core": fl.get("per_core"),
+            "flood_growth": fl.get("growth"),
         }
     return out
 
@@ -44,15 +44,19 @@ def main():
         data[n] = medians(d)
     sizes = sorted(data)
     servers = [s for s in summarize.ORDER if any(s in data[n] for n in sizes)]
-    print("| hosts | server | median QPS | QPS per server core | avg latency (ms) | start → signed (s) | RSS after load (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+    flood = any(v.get("flood_per_core") is not None for n in sizes for v in data[n].values())
+    print("| hosts | server | median QPS | QPS per server core | avg latency (ms) | start → signed (s) | RSS after load (MiB) |"
+          + (" NXDOMAIN flood QPS per core | flood RSS growth (MiB) |" if flood else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if flood else ""))
     for n in sizes:
         for s in servers:
             v = data[n].get(s)
             if not v:
                 continue
             print(f"| {n:,} | {s} | {summarize.fmt(v['qps'], ',.0f')} | {summarize.fmt(v['per_core'], ',.0f')} | "
-                  f"{summarize.fmt(v['lat'], '.2f')} | {summarize.fmt(v['start'], '.1f')} | {summarize.fmt(v['rss'], '.0f')} |")
+                  f"{summarize.fmt(v['lat'], '.2f')} | {summarize.fmt(v['start'], '.1f')} | {summarize.fmt(v['rss'], '.0f')} |"
+                  + (f" {summarize.fmt(v['flood_per_core'], ',.0f')} | {summarize.fmt(v['flood_growth'], '+.1f')} |"
+                     if flood else ""))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -61,12 +65,17 @@ def main():
     for s in servers:
         xs = [n for n in sizes if data[n].get(s)]
         a.plot(xs, [data[n][s]["per_core"] for n in xs], marker="o", label=s, color=color.get(s))
+        fx = [n for n in xs if data[n][s].get("flood_per_core")]
+        if fx:
+            a.plot(fx, [data[n][s]["flood_per_core"] for n in fx], marker="x", linestyle="--",
+                   label=f"{s}, NXDOMAIN flood", color=color.get(s))
         # runs before run.sh measured the whole process tree hold NSD's first process only
         # (xfrd, ~11 MiB): leave such figures out of the memory panel
         ms = [n for n in xs if data[n][s]["rss"] and not (s == "nsd" and data[n][s]["rss"] < 64)]
         if ms:
             b.plot(ms, [data[n][s]["rss"] for n in ms], marker="o", label=s, color=color.get(s))
-    for ax, title, unit in ((a, "QPS per server core (shared mix, DO)", "queries/s"),
+    for ax, title, unit in ((a, "QPS per server core (shared mix, DO; dashed: NXDOMAIN flood)" if flood
+                             else "QPS per server core (shared mix, DO)", "queries/s"),
                             (b, "Resident memory after load", "MiB")):
         ax.set_xscale("log")
         ax.set_xlabel("tenant hosts in the zone")

@@ -10,6 +10,10 @@ synthetic hosts through `mxdns host bulk-add`), creates a tenant with M accepted
      and 99th percentile of answer->served, and of the API call itself;
   2. concurrently (C clients): Enable-DnssecForVerifiedDomain for the other M/2 domains, then
      Enable-SmtpDaneInbound for all M; reports requests per second.
+With --attach DATA DNS_PORT API_PORT it uses a server that is already running on that data
+directory (bench/import.sh does this after importing N hosts), measures step 1 only, then a
+fleet certificate change: from the API's answer until a host's TLSA (through its CNAME) is
+served with the new certificate.
 stdlib only; loopback only; stops the server it starts.
 """
 import argparse
@@ -50,6 +54,20 @@ def api(port, method, path, token, body=None):
     return r.status, out
 
 
+def dns_answer(port, name, qtype):
+    """The raw answer bytes after the header and question (for comparing answers)."""
+    q = struct.pack(">HHHHHH", 4242, 0x0100, 1, 0, 0, 1)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00" + struct.pack(">HH", qtype, 1)
+    q += b"\x00" + struct.pack(">HHIH", 41, 1232, 0x8000, 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2)
+        s.sendto(q, ("127.0.0.1", port))
+        r, _ = s.recvfrom(4096)
+    return r[3] & 0x0F, r[len(q) - 11:]
+
+
 def dns_query(port, name, qtype=1):
     qid = random.randrange(65536)
     q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1)
@@ -76,7 +94,12 @@ def main():
     ap.add_argument("--hosts-before", type=int, default=0)
     ap.add_argument("--domains", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--attach", nargs=3, metavar=("DATA", "DNS_PORT", "API_PORT"))
+    ap.add_argument("--probe-host", default="_25._tcp.c0-example.o-v1.mx.example",
+                    help="TLSA name watched during the fleet certificate change (--attach)")
     args = ap.parse_args()
+    if args.attach:
+        return attach(args)
     subprocess.run(["cargo", "build", "--release", "-p", "mxdns"], cwd=ROOT, check=True, capture_output=True)
     work = tempfile.mkdtemp(prefix="mxdns-provision-")
     data = os.path.join(work, "data")
@@ -158,6 +181,58 @@ def main():
     finally:
         srv.terminate()
         srv.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def attach(args):
+    data, dns_port, api_port = args.attach[0], int(args.attach[1]), int(args.attach[2])
+    work = tempfile.mkdtemp(prefix="mxdns-provision-")
+    try:
+        admin = open(os.path.join(data, "admin-token")).read().strip()
+        st, t = api(api_port, "POST", "/v1/tenants", admin, {"name": f"latency{random.randrange(10**9)}"})
+        assert st in (200, 201), t
+        tenant, token = t["tenantId"], t["token"]
+        n = args.domains
+        tag = random.randrange(16**6)
+        domains = [f"l{i}-{tag:06x}.latency.example" for i in range(n)]
+        for d in domains:
+            api(api_port, "POST", f"/v1/tenants/{tenant}/domains", token, {"domain": d, "verified": True})
+        call_ms, served_ms, hosts = [], [], []
+        for d in domains:
+            t0 = time.perf_counter()
+            st, v = api(api_port, "POST", f"/v1/domains/{d}/dnssec/enable", token)
+            t1 = time.perf_counter()
+            assert st == 200, v
+            host = v["dnssecMxValue"]
+            hosts.append(host)
+            for _ in range(100000):
+                rcode, an = dns_query(dns_port, host)
+                if rcode == 0 and an >= 2:  # A + RRSIG
+                    break
+            t2 = time.perf_counter()
+            call_ms.append((t1 - t0) * 1000)
+            served_ms.append((t2 - t1) * 1000)
+        print(f"domains={n} (sequential, on a server already holding the imported hosts)")
+        print(f"enable_dnssec_call_ms p50={statistics.median(call_ms):.2f} p99={pct(call_ms, 99):.2f}")
+        print(f"answer_to_signed_answer_ms p50={statistics.median(served_ms):.2f} p99={pct(served_ms, 99):.2f} max={max(served_ms):.2f}")
+        # fleet certificate change, seen at an imported host (CNAME to the partition's TLSA)
+        probe = args.probe_host
+        _, before = dns_answer(dns_port, probe, 52)
+        cert = os.path.join(work, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", os.path.join(work, "c.key"), "-out", cert, "-days", "30", "-subj", "/CN=rotated"],
+                       check=True, capture_output=True)
+        t0 = time.perf_counter()
+        st, v = api(api_port, "PUT", "/v1/partitions/o-v1/certificates", admin, {"current": open(cert).read()})
+        t1 = time.perf_counter()
+        assert st == 200, v
+        for _ in range(1000000):
+            rcode, after = dns_answer(dns_port, probe, 52)
+            if rcode == 0 and after != before:
+                break
+        t2 = time.perf_counter()
+        print(f"fleet_certificate_change call_ms={(t1 - t0) * 1000:.1f} answer_to_new_tlsa_served_ms={(t2 - t1) * 1000:.1f} (probe {probe})")
+    finally:
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,12 +8,17 @@
 #        WORK (/tmp/mxdns-bench/n<N>), SERVERS ("knot-auto nsd mxdns"), REPORT (bench/RESULTS.md),
 #        COPY (where raw outputs are copied, bench/results/n<N>),
 #        CARGO_TARGET_DIR (/tmp/bench-target), PORT_KNOT (25311), PORT_MXDNS (25312), PORT_NSD (25314),
-#        PORT_MXDNS_API (25313), READY_TIMEOUT (s, 900), STRICT (1: stop when a kdig check fails)
+#        PORT_MXDNS_API (25313), READY_TIMEOUT (s, 900), STRICT (1: stop when a kdig check fails),
+#        FLOOD (1: run the NXDOMAIN flood phase after the mix rounds, 0: skip it), FLOOD_DUR (s, 60),
+#        FLOOD_QUERIES (unique names in the flood file, 1000000),
+#        MXDNS_BIN (use this mxdns binary instead of building the working tree)
 #
 # Zone: the partition zone o-v1.mx.example. with N hosts t<i> (A, AAAA, 2 x TLSA 3 1 1) from
 # bench/gen-zone.py for Knot and NSD (NSD serves it pre-signed by ldns-signzone, ECDSA P-256,
 # NSEC: NSD does not sign); mxdns gets the same data through `mxdns host bulk-add --count N`.
 # Queries: bench/gen-queries.py (40 % TLSA, 30 % A, 20 % NXDOMAIN, 10 % NODATA; DO set by -D).
+# NXDOMAIN flood (issue requirement 6): bench/gen-flood.py (unique random non-existent names), one
+# FLOOD_DUR-second dnsperf run per server with the server's RSS sampled every second.
 # Loopback only; every loop is bounded; everything started here is stopped on exit (trap).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -27,12 +32,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/bench-target}"
 PORT_KNOT="${PORT_KNOT:-25311}"; PORT_MXDNS="${PORT_MXDNS:-25312}"; PORT_MXDNS_API="${PORT_MXDNS_API:-25313}"
 PORT_NSD="${PORT_NSD:-25314}"
 READY_TIMEOUT="${READY_TIMEOUT:-900}"; STRICT="${STRICT:-0}"
+FLOOD="${FLOOD:-1}"; FLOOD_DUR="${FLOOD_DUR:-60}"; FLOOD_QUERIES="${FLOOD_QUERIES:-1000000}"
+FLOOD_PID=""
 ORIGIN=o-v1.mx.example
 HZ=$(getconf CLK_TCK)
 RUN="$WORK/run"; RES="$WORK/results"; K="$WORK/knot"; D="$WORK/nsd"
-MXDNS="$CARGO_TARGET_DIR/release/mxdns"
+MXDNS="${MXDNS_BIN:-$CARGO_TARGET_DIR/release/mxdns}"
 
-for tool in knotd kdig dnsperf taskset python3 cargo ss /usr/bin/time timeout; do
+for tool in knotd kdig dnsperf taskset python3 ss /usr/bin/time timeout $([ -z "${MXDNS_BIN:-}" ] && echo cargo); do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install -y knot knot-dnsutils dnsperf time)" >&2; exit 1; }
 done
 if [[ " $SERVERS " == *" nsd "* ]]; then
@@ -58,7 +65,8 @@ tree_pids() { echo "$1"; local c; for c in $(pgrep -P "$1" || true); do tree_pid
 # utime+stime of all threads of the process and of its children (NSD serves from a forked child)
 cpu_ticks() { local t=0 p v; for p in $(tree_pids "$1"); do v=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{print $12 + $13}'); t=$((t + ${v:-0})); done; echo "$t"; }
 # the largest process of the tree (NSD keeps the zone in a forked process, not in the first)
-status_mib() { local m=0 p v; for p in $(tree_pids "$1"); do v=$(awk -v k="$2:" '$1==k{printf "%d", $2/1024}' /proc/"$p"/status 2>/dev/null); [ "${v:-0}" -gt "$m" ] && m=$v; done; echo "$m"; }
+status_kib() { local m=0 p v; for p in $(tree_pids "$1"); do v=$(awk -v k="$2:" '$1==k{printf "%d", $2}' /proc/"$p"/status 2>/dev/null); [ "${v:-0}" -gt "$m" ] && m=$v; done; echo "$m"; }
+status_mib() { echo $(($(status_kib "$1" "$2") / 1024)); }
 core_busy() { awk '/^cpu0 |^cpu1 /{b=$2+$3+$4+$7+$8+$9; printf "%d ", b}' /proc/stat; }
 rcvbuf_err() { awk '/^Udp: [0-9]/{print $6}' /proc/net/snmp; }
 meta() { echo "server=$1 ${*:2}" >> "$RUN/servers.txt"; }
@@ -79,13 +87,24 @@ stop_one() {
   fi
   rm -f "$f"
 }
-stop_all() { for s in $SERVERS; do stop_one "$s"; done; }
+stop_flood_client() { # a flood dnsperf still running (error or Ctrl-C during the flood phase)
+  [ -n "$FLOOD_PID" ] || return 0
+  local p; for p in $(tree_pids "$FLOOD_PID"); do kill -TERM "$p" 2>/dev/null || true; done
+  FLOOD_PID=""
+}
+stop_all() { stop_flood_client; for s in $SERVERS; do stop_one "$s"; done; }
 trap 'stop_all' EXIT
 trap 'echo interrupted >&2; exit 130' INT TERM
 
-echo "== build (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-echo "(cd /work/main && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p mxdns)" >> "$CMDS"
-(cd "$ROOT" && cargo build --release -p mxdns 2>&1 | tail -2)
+if [ -n "${MXDNS_BIN:-}" ]; then
+  echo "== no build: MXDNS_BIN=$MXDNS_BIN"
+  [ -x "$MXDNS_BIN" ] || { echo "MXDNS_BIN=$MXDNS_BIN is not an executable" >&2; exit 1; }
+  echo "# mxdns: prebuilt binary $MXDNS_BIN (MXDNS_BIN, not built by run.sh)" >> "$CMDS"
+else
+  echo "== build (release, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  echo "(cd /work/main && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p mxdns)" >> "$CMDS"
+  (cd "$ROOT" && cargo build --release -p mxdns 2>&1 | tail -2)
+fi
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
 DIRTY=$(cd "$ROOT" && git status --porcelain -- . ':!bench' | wc -l)
 
@@ -94,6 +113,10 @@ t0=$(now); logrun python3 "$HERE/gen-zone.py" -n "$N" --origin "$ORIGIN." -o "$W
 echo "gen-zone.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
 t0=$(now); logrun python3 "$HERE/gen-queries.py" -n "$N" --origin "$ORIGIN" -o "$WORK/queries.txt"
 echo "gen-queries.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
+if [ "$FLOOD" = 1 ]; then
+  t0=$(now); logrun python3 "$HERE/gen-flood.py" -n "$N" -q "$FLOOD_QUERIES" --origin "$ORIGIN" -o "$WORK/flood.txt"
+  echo "gen-flood.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
+fi
 
 if [[ " $SERVERS " == *" mxdns "* ]]; then
   echo "== mxdns store (bulk-add)"
@@ -270,6 +293,26 @@ if [ "$FAILS" -gt 0 ]; then
   [ "$STRICT" = 1 ] && exit 1
 fi
 
+# the server's CPU % and the load of both cores over a run window, UDP receive-buffer errors
+cpu_line() {
+  python3 - "$@" "$HZ" <<'EOF'
+import sys
+t0, t1, c0, c1, b00, b01, b10, b11, e0, e1, hz = map(float, sys.argv[1:])
+w = t1 - t0
+print(f"server_cpu_pct={100*(c1-c0)/hz/w:.1f} core0_busy_pct={100*(b01-b00)/hz/w:.1f} "
+      f"core1_busy_pct={100*(b11-b10)/hz/w:.1f} udp_rcvbuf_errors={int(e1-e0)} measured_wall_s={w:.2f}")
+EOF
+}
+# let the server drain its socket backlog before the next run (bounded)
+drain() {
+  local a b
+  for _ in $(seq 1 60); do
+    a=$(cpu_ticks "$1"); sleep 1; kill -0 "$1" 2>/dev/null || break; b=$(cpu_ticks "$1")
+    [ $((b - a)) -lt 5 ] && break
+  done
+  sleep 1
+}
+
 DEAD=""
 for r in $(seq 1 "$ROUNDS"); do
   for s in $SERVERS; do
@@ -289,21 +332,10 @@ for r in $(seq 1 "$ROUNDS"); do
     t1=$(now)
     if ! kill -0 "$pid" 2>/dev/null; then echo "server_died_during_run=1" >> "$out"; echo "$s died during round $r" >&2; continue; fi
     c1=$(cpu_ticks "$pid"); read -r b01 b11 <<<"$(core_busy)"; e1=$(rcvbuf_err)
-    python3 - "$t0" "$t1" "$c0" "$c1" "$b00" "$b01" "$b10" "$b11" "$e0" "$e1" "$HZ" >> "$out" <<'EOF'
-import sys
-t0, t1, c0, c1, b00, b01, b10, b11, e0, e1, hz = map(float, sys.argv[1:])
-w = t1 - t0
-print(f"server_cpu_pct={100*(c1-c0)/hz/w:.1f} core0_busy_pct={100*(b01-b00)/hz/w:.1f} "
-      f"core1_busy_pct={100*(b11-b10)/hz/w:.1f} udp_rcvbuf_errors={int(e1-e0)} measured_wall_s={w:.2f}")
-EOF
+    cpu_line "$t0" "$t1" "$c0" "$c1" "$b00" "$b01" "$b10" "$b11" "$e0" "$e1" >> "$out"
     echo "server_mem_after_run: VmRSS=$(status_mib "$pid" VmRSS)MiB" >> "$out"
     grep -E "Queries per second|Queries lost|Average Latency|server_cpu_pct" "$out" | tr -s ' ' | paste -sd' '
-    # let the server drain its socket backlog before the next run (bounded)
-    for _ in $(seq 1 60); do
-      a=$(cpu_ticks "$pid"); sleep 1; kill -0 "$pid" 2>/dev/null || break; b=$(cpu_ticks "$pid")
-      [ $((b - a)) -lt 5 ] && break
-    done
-    sleep 1
+    drain "$pid"
   done
 done
 
@@ -311,6 +343,104 @@ for s in $SERVERS; do
   f=$(pidf "$s"); [ -f "$f" ] || continue; pid=$(cat "$f")
   kill -0 "$pid" 2>/dev/null && meta "$s" "rss_end_mib=$(status_mib "$pid" VmRSS)" "hwm_end_mib=$(status_mib "$pid" VmHWM)"
 done
+
+# NXDOMAIN flood (issue requirement 6): FLOOD_DUR s of unique random non-existent names per server,
+# same pinning and dnsperf settings as the mix, the server's RSS (largest process of its tree)
+# sampled every second by a sampler on CPU 1.
+proof() { # the denial proof of a name: NSEC and RRSIG records of the authority section, TTL left out
+  kdig @127.0.0.1 -p "$1" +dnssec +norecurse +noall +authority +timeout=2 +retry=0 A "$2" 2>/dev/null \
+    | awk '$4 == "NSEC" || $4 == "RRSIG" {$2 = ""; print}' | sort
+}
+if [ "$FLOOD" = 1 ]; then
+  # two flood names under the apex (<hex>.ORIGIN sorts before ns1): the apex NSEC covers both, so a
+  # server that does not sign per query answers both with the very same NSEC and RRSIG
+  read -r FN1 FN2 <<<"$(awk '$1 !~ /^x/ {print $1; if (++n == 2) exit}' "$WORK/flood.txt" | paste -sd' ')" || true
+  for s in $SERVERS; do
+    port=$(port_of "$s"); f=$(pidf "$s"); [ -f "$f" ] || continue; pid=$(cat "$f")
+    if ! kill -0 "$pid" 2>/dev/null; then
+      [[ " $DEAD " == *" $s "* ]] || { DEAD+=" $s"; echo "$s: process $pid gone before the flood" | tee -a "$RUN/stop.txt"; }
+      continue
+    fi
+    out="$RES/flood-$s.txt"
+    cmd="dnsperf -s 127.0.0.1 -p $port -d $WORK/flood.txt -D -l $FLOOD_DUR -q $OUTQ -c $CLIENTS"
+    echo "== NXDOMAIN flood $s: taskset -c 1 $cmd (RSS every second)"
+    echo "taskset -c 1 $cmd   # NXDOMAIN flood" >> "$CMDS"
+    { echo "# $(date -u +%FT%TZ) N=$N flood=1 server=$s flood_lines=$(wc -l < "$WORK/flood.txt")"; echo "# cmd: taskset -c 1 $cmd"; } > "$out"
+    rss0=$(status_kib "$pid" VmRSS)
+    c0=$(cpu_ticks "$pid"); read -r b00 b10 <<<"$(core_busy)"; e0=$(rcvbuf_err); t0=$(now)
+    taskset -c 1 timeout $((FLOOD_DUR + 60)) /usr/bin/time -f "dnsperf_cpu_s=%U+%S wall_s=%e" $cmd \
+      > "$RUN/flood-dnsperf.out" 2>&1 &
+    FLOOD_PID=$!
+    # sampler: every second until dnsperf has exited (bounded), VmRSS of the largest process of the tree
+    # (in the background, so that the wait below, and with it a trapped Ctrl-C / SIGTERM, is not held up)
+    taskset -c 1 python3 - "$pid" "$FLOOD_PID" "$((FLOOD_DUR + 70))" > "$RUN/flood-rss.out" <<'EOF' &
+import os, sys, time
+root, client, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+def stat(p):
+    try:
+        t = open(f"/proc/{p}/stat").read()
+    except OSError:
+        return None
+    f = t[t.rindex(")") + 2:].split()
+    return f[0], int(f[1])  # state, ppid
+def tree():
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = stat(d)
+            if st:
+                kids.setdefault(st[1], []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+def rss_kib():
+    m = 0
+    for p in tree():
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    m = max(m, int(line.split()[1]))
+        except OSError:
+            pass
+    return m
+def running(p):
+    st = stat(p)
+    return st is not None and st[0] != "Z"
+t0 = time.time()
+samples, k = [], 1
+while time.time() - t0 < limit:
+    while running(client) and time.time() < t0 + k:
+        time.sleep(0.05)
+    if not running(client):
+        break
+    samples.append(f"{time.time() - t0:.1f}:{rss_kib()}")
+    k += 1
+print("rss_samples_kib=" + " ".join(samples))
+EOF
+    sampler=$!
+    rc=0; wait "$FLOOD_PID" || rc=$?
+    FLOOD_PID=""; t1=$(now)
+    wait "$sampler" || echo "RSS sampler failed" >&2
+    cat "$RUN/flood-dnsperf.out" >> "$out"; [ "$rc" = 0 ] || echo "dnsperf rc=$rc" >> "$out"
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "server_died_during_run=1" >> "$out"; echo "$s died during the flood" | tee -a "$RUN/stop.txt" >&2
+      DEAD+=" $s"; continue
+    fi
+    c1=$(cpu_ticks "$pid"); read -r b01 b11 <<<"$(core_busy)"; e1=$(rcvbuf_err)
+    cpu_line "$t0" "$t1" "$c0" "$c1" "$b00" "$b01" "$b10" "$b11" "$e0" "$e1" >> "$out"
+    echo "rss_start_kib=$rss0 rss_end_kib=$(status_kib "$pid" VmRSS) hwm_end_kib=$(status_kib "$pid" VmHWM)" >> "$out"
+    cat "$RUN/flood-rss.out" >> "$out"
+    p1=$(proof "$port" "$FN1") || p1=""; p2=$(proof "$port" "$FN2") || p2=""
+    same=no; [ -n "$p1" ] && [ "$p1" = "$p2" ] && same=yes
+    echo "same_proof_two_apex_names=$same names=$FN1,$FN2 nsec_rrsig_records=$(grep -c . <<<"$p1")" >> "$out"
+    grep -E "Queries per second|Queries lost|Average Latency|server_cpu_pct|rss_start_kib|same_proof" "$out" \
+      | sed 's/ names=.*//' | tr -s ' ' | paste -sd' '
+    drain "$pid"
+  done
+fi
 stop_all
 
 {
@@ -321,7 +451,11 @@ stop_all
   echo "## Machine and versions"
   echo
   echo "- Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), $(. /etc/os-release; echo "$PRETTY_NAME")."
-  echo "- mxdns: $("$MXDNS" --version 2>&1 | head -1), release build of commit $COMMIT$([ "$DIRTY" -gt 0 ] && echo " plus $DIRTY uncommitted change(s) outside bench/ in the working tree at build time"), $(rustc --version)."
+  if [ -n "${MXDNS_BIN:-}" ]; then
+    echo "- mxdns: $("$MXDNS" --version 2>&1 | head -1), prebuilt binary \`$MXDNS_BIN\` (MXDNS_BIN: not built by run.sh, so not necessarily the working tree, which was at commit $COMMIT$([ "$DIRTY" -gt 0 ] && echo " plus $DIRTY uncommitted change(s) outside bench/"))."
+  else
+    echo "- mxdns: $("$MXDNS" --version 2>&1 | head -1), release build of commit $COMMIT$([ "$DIRTY" -gt 0 ] && echo " plus $DIRTY uncommitted change(s) outside bench/ in the working tree at build time"), $(rustc --version)."
+  fi
   echo "- $(dpkg-query -W -f='${Package} ${Version}, ' knot knot-dnsutils dnsperf 2>/dev/null | sed 's/, $//')."
   echo
   echo "## Setup"
@@ -335,6 +469,12 @@ stop_all
   echo "  dnsperf pinned to CPU 1; $ROUNDS interleaved rounds × $DUR s per server; loopback."
   echo "- Start → signed answers: from exec until \`kdig +dnssec TLSA _25._tcp.t$N.$ORIGIN\` returns NOERROR with RRSIG"
   echo "  (50 ms polling, 1 s kdig timeout). RSS/VmHWM from /proc/PID/status (1 s after ready, and after all runs)."
+  if [ "$FLOOD" = 1 ]; then
+    echo "- NXDOMAIN flood (after the mix rounds): \`gen-flood.py -n $N -q $FLOOD_QUERIES --origin $ORIGIN\` ($FLOOD_QUERIES different"
+    echo "  random names, fixed seed: half \`<12 hex>.$ORIGIN\`, half \`x<12 hex>.t<i>.$ORIGIN\`, all A, DO set), one $FLOOD_DUR s dnsperf"
+    echo "  run per server with the same pinning and dnsperf settings; VmRSS of the server (largest process of its tree)"
+    echo "  just before, every second during and just after the run."
+  fi
   echo
   echo "## Results"
   echo

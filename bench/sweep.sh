@@ -5,7 +5,8 @@
 #   bench/sweep.sh [ROUNDS] [N...]     # defaults: 2 rounds; 100000 300000 1000000
 #
 # Writes bench/SCALE.md and bench/scale.png; raw outputs in bench/results/n<N>/ (the per-size
-# reports as bench/results/n<N>/RESULTS.md). Needs what run.sh needs, plus nsd, ldnsutils and
+# reports as bench/results/n<N>/RESULTS.md). run.sh's environment passes through (e.g. FLOOD=0 skips
+# the NXDOMAIN flood phase, FLOOD_DUR sets its length). Needs what run.sh needs, plus nsd, ldnsutils and
 # python3-matplotlib (apt-get install -y nsd ldnsutils python3-matplotlib). At 1 M hosts the
 # three servers hold ~15 GiB together and the run takes about half an hour.
 set -euo pipefail
@@ -27,6 +28,10 @@ done
   echo "Each size is one \`bench/run.sh N $ROUNDS\` (servers pinned to CPU 0, dnsperf on CPU 1, same zone,"
   echo "same query mix; Knot signs at load, NSD serves the zone pre-signed by ldns-signzone, mxdns signs"
   echo "at start); per-size reports: \`bench/results/n<N>/RESULTS.md\`."
+  if [ "${FLOOD:-1}" = 1 ]; then
+    echo "NXDOMAIN flood columns: run.sh's flood phase after the mix (${FLOOD_DUR:-60} s of unique random non-existent"
+    echo "names per server, \`gen-flood.py\`); QPS per server core, and RSS at the end minus RSS at the start of the flood."
+  fi
   echo
   /usr/bin/python3 "$HERE/plot.py" "$HERE/scale.png" "${DIRS[@]}"
   echo
