@@ -35,9 +35,9 @@ pub struct DnsHandler {
 struct Sections<'a> {
     rcode: ResponseCode,
     aa: bool,
-    answer: Vec<&'a Arc<Rrset>>,
-    authority: Vec<&'a Arc<Rrset>>,
-    additional: Vec<&'a Arc<Rrset>>,
+    answer: Vec<&'a Rrset>,
+    authority: Vec<&'a Rrset>,
+    additional: Vec<&'a Rrset>,
     /// Additional RRsets without which the answer is not usable (glue): TC when they do not fit.
     additional_required: bool,
 }
@@ -244,7 +244,7 @@ impl DnsHandler {
 
         // Whole RRsets, in order: answer, authority, additional. The uncompressed size is an
         // upper bound; only when it exceeds the limit is the exact (compressed) size measured.
-        let mut chosen: [Vec<&Arc<Rrset>>; 3] = Default::default();
+        let mut chosen: [Vec<&Rrset>; 3] = Default::default();
         let mut upper = 0usize;
         let mut truncated = false;
         let sections = [&s.answer, &s.authority, &s.additional];
@@ -436,7 +436,7 @@ impl DnsHandler {
 
 /// The records of whole RRsets (with their RRSIGs when `dnssec`), decoded from the snapshot's
 /// wire form (the general path only).
-fn records(list: &[&Arc<Rrset>], dnssec: bool) -> Vec<Record> {
+fn records(list: &[&Rrset], dnssec: bool) -> Vec<Record> {
     let mut out = Vec::new();
     for r in list {
         out.extend(r.records());
@@ -451,7 +451,7 @@ fn records(list: &[&Arc<Rrset>], dnssec: bool) -> Vec<Record> {
 fn exact_len(
     request: &Request,
     metadata: Metadata,
-    chosen: &[Vec<&Arc<Rrset>>; 3],
+    chosen: &[Vec<&Rrset>; 3],
     dnssec: bool,
     edns: Option<&Edns>,
 ) -> usize {
@@ -463,7 +463,7 @@ fn exact_len(
 fn encode(
     request: &Request,
     metadata: Metadata,
-    chosen: &[Vec<&Arc<Rrset>>; 3],
+    chosen: &[Vec<&Rrset>; 3],
     dnssec: bool,
     edns: Option<&Edns>,
 ) -> Result<Vec<u8>, hickory_proto::ProtoError> {

@@ -3,8 +3,6 @@
 //! The result names RRsets by reference; the server decides what goes on the wire (RRSIGs when
 //! the DO bit is set, truncation by whole RRsets).
 
-use std::sync::Arc;
-
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::rrset::Rrset;
@@ -14,17 +12,17 @@ use crate::zone::{canonical_key, Zone, KEY_MAX};
 #[derive(Debug)]
 pub enum Lookup<'z> {
     /// Authoritative data: the answer RRsets (a CNAME and what it leads to inside the zone).
-    Answer { answers: Vec<&'z Arc<Rrset>> },
+    Answer { answers: Vec<&'z Rrset> },
     /// The name exists without the type: SOA plus the NSEC records that prove it.
-    NoData { nsecs: Vec<&'z Arc<Rrset>> },
+    NoData { nsecs: Vec<&'z Rrset> },
     /// The name does not exist: SOA plus the NSECs covering the name and the wildcard.
-    NxDomain { nsecs: Vec<&'z Arc<Rrset>> },
+    NxDomain { nsecs: Vec<&'z Rrset> },
     /// The name is at or below a zone cut: NS, DS (or the NSEC proving there is none), glue.
     Referral {
-        ns: &'z Arc<Rrset>,
-        ds: Option<&'z Arc<Rrset>>,
-        nsec: Option<&'z Arc<Rrset>>,
-        glue: Vec<&'z Arc<Rrset>>,
+        ns: &'z Rrset,
+        ds: Option<&'z Rrset>,
+        nsec: Option<&'z Rrset>,
+        glue: Vec<&'z Rrset>,
     },
 }
 
@@ -98,12 +96,7 @@ impl Zone {
     }
 
     /// Follows a CNAME chain inside the zone (bounded), adding what it finds.
-    fn chase<'z>(
-        &'z self,
-        mut cname: &'z Arc<Rrset>,
-        qtype: RecordType,
-        out: &mut Vec<&'z Arc<Rrset>>,
-    ) {
+    fn chase<'z>(&'z self, mut cname: &'z Rrset, qtype: RecordType, out: &mut Vec<&'z Rrset>) {
         for _ in 0..8 {
             let Some(RData::CNAME(target)) = cname.first_data() else {
                 return;
@@ -120,7 +113,7 @@ impl Zone {
                 return;
             }
             match node.get(RecordType::CNAME) {
-                Some(next) if !out.iter().any(|r| Arc::ptr_eq(r, next)) => {
+                Some(next) if !out.iter().any(|r| std::ptr::eq(*r, next)) => {
                     out.push(next);
                     cname = next;
                 }
@@ -153,7 +146,7 @@ impl Zone {
 
     /// `key`: the canonical key of a name that does not exist.
     fn nxdomain(&self, key: &[u8]) -> Lookup<'_> {
-        let mut nsecs: Vec<&Arc<Rrset>> = Vec::with_capacity(2);
+        let mut nsecs: Vec<&Rrset> = Vec::with_capacity(2);
         if let Some(n) = self.covering_key(key) {
             nsecs.extend(n.nsec.as_ref());
         }
@@ -178,7 +171,7 @@ impl Zone {
         wild[end + 1] = 0;
         if let Some(n) = self.covering_key(&wild[..end + 2]) {
             if let Some(w) = n.nsec.as_ref() {
-                if !nsecs.iter().any(|x| Arc::ptr_eq(x, w)) {
+                if !nsecs.iter().any(|x| std::ptr::eq(*x, w)) {
                     nsecs.push(w);
                 }
             }

@@ -21,13 +21,8 @@ use crate::wire::RrsetWire;
 pub struct Rrset {
     pub rtype: RecordType,
     pub ttl: u32,
-    /// Uncompressed wire length of the records (an upper bound of what they take in a message).
-    pub records_len: u16,
-    /// Uncompressed wire length of the RRSIGs.
-    pub rrsigs_len: u16,
-    /// The earliest RRSIG expiration, 0 when unsigned.
-    expiration: u32,
-    /// Records and RRSIGs, pre-encoded for answers.
+    /// Records and RRSIGs, pre-encoded for answers (with their lengths and the earliest RRSIG
+    /// expiration: one heap block per RRset).
     wire: RrsetWire,
 }
 
@@ -46,20 +41,12 @@ impl Rrset {
         records.sort_by(|a, b| a.data.cmp(&b.data));
         records.dedup_by(|a, b| a.data == b.data);
         let wire = RrsetWire::build(&name, &records, &[]);
-        let records_len = wire_len(&wire, false);
-        Some(Self {
-            rtype,
-            ttl,
-            records_len,
-            rrsigs_len: 0,
-            expiration: 0,
-            wire,
-        })
+        Some(Self { rtype, ttl, wire })
     }
 
     /// Returns a copy of this RRset carrying `rrsigs`.
     pub fn with_rrsigs(&self, rrsigs: Vec<Record>) -> Self {
-        let wire = self.wire.with_rrsigs(&rrsigs);
+        let mut wire = self.wire.with_rrsigs(&rrsigs);
         let expiration = rrsigs
             .iter()
             .filter_map(|r| match &r.data {
@@ -68,33 +55,17 @@ impl Rrset {
             })
             .min()
             .unwrap_or(0);
+        wire.set_expiration(expiration);
         Self {
             rtype: self.rtype,
             ttl: self.ttl,
-            records_len: self.records_len,
-            rrsigs_len: wire_len(&wire, true),
-            expiration,
             wire,
         }
     }
 
     /// An RRset read back from a snapshot.
-    pub(crate) fn from_parts(
-        rtype: RecordType,
-        ttl: u32,
-        records_len: u16,
-        rrsigs_len: u16,
-        expiration: u32,
-        wire: RrsetWire,
-    ) -> Self {
-        Self {
-            rtype,
-            ttl,
-            records_len,
-            rrsigs_len,
-            expiration,
-            wire,
-        }
+    pub(crate) fn from_parts(rtype: RecordType, ttl: u32, wire: RrsetWire) -> Self {
+        Self { rtype, ttl, wire }
     }
 
     /// The owner name (lower case).
@@ -125,7 +96,12 @@ impl Rrset {
 
     /// Wire length (uncompressed upper bound) of this RRset, with its RRSIGs if `dnssec`.
     pub fn len(&self, dnssec: bool) -> usize {
-        self.records_len as usize + if dnssec { self.rrsigs_len as usize } else { 0 }
+        self.wire.records_len() as usize
+            + if dnssec {
+                self.wire.rrsigs_len() as usize
+            } else {
+                0
+            }
     }
 
     /// True if the RRset holds no record (never the case for RRsets inside a zone).
@@ -167,14 +143,7 @@ impl Rrset {
     /// The earliest expiration (RFC 4034 serial arithmetic ignored: times are < 2106) of the
     /// RRSIGs, or `None` when unsigned.
     pub fn earliest_expiration(&self) -> Option<u32> {
-        (self.expiration != 0).then_some(self.expiration)
+        let e = self.wire.expiration();
+        (e != 0).then_some(e)
     }
-}
-
-/// Uncompressed wire length of the records (or RRSIGs), owner included, saturating.
-fn wire_len(wire: &RrsetWire, sigs: bool) -> u16 {
-    let owner = wire.owner().len();
-    let mut total = 0usize;
-    wire.each_record(sigs, |r| total += owner + r.len());
-    total.min(u16::MAX as usize) as u16
 }

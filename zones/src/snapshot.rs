@@ -18,7 +18,7 @@ use crate::wire::RrsetWire;
 use crate::zone::{IndexKey, Node, Zone};
 
 /// Version of the encoding below; a reader refuses any other.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Largest RRset blob accepted when reading (a sanity bound, far above any real RRset).
 const MAX_BLOB: usize = 1 << 20;
@@ -83,52 +83,22 @@ fn read_name(r: &mut dyn Read) -> io::Result<Name> {
 fn write_rrset(w: &mut dyn Write, r: &Rrset) -> io::Result<()> {
     w16(w, u16::from(r.rtype))?;
     w32(w, r.ttl)?;
-    w16(w, r.records_len)?;
-    w16(w, r.rrsigs_len)?;
-    w32(w, r.earliest_expiration().unwrap_or(0))?;
-    let p = r.wire().parts();
-    w16(w, p.owner_len)?;
-    w32(w, p.ops)?;
-    w32(w, p.sig_op)?;
-    w16(w, p.records)?;
-    w16(w, p.rrsigs)?;
-    w32(w, p.data.len() as u32)?;
-    w.write_all(p.data)
+    let b = r.wire().block();
+    w32(w, b.len() as u32)?;
+    w.write_all(b)
 }
 
 fn read_rrset(r: &mut dyn Read) -> io::Result<Rrset> {
     let rtype = RecordType::from(r16(r)?);
     let ttl = r32(r)?;
-    let records_len = r16(r)?;
-    let rrsigs_len = r16(r)?;
-    let expiration = r32(r)?;
-    let owner_len = r16(r)?;
-    let ops = r32(r)?;
-    let sig_op = r32(r)?;
-    let records = r16(r)?;
-    let rrsigs = r16(r)?;
     let len = r32(r)? as usize;
     if len > MAX_BLOB {
         return Err(bad("RRset too large"));
     }
     let data = rbytes(r, len)?;
-    let wire = RrsetWire::from_parts(
-        data.into_boxed_slice(),
-        owner_len,
-        ops,
-        sig_op,
-        records,
-        rrsigs,
-    )
-    .ok_or_else(|| bad("malformed RRset"))?;
-    Ok(Rrset::from_parts(
-        rtype,
-        ttl,
-        records_len,
-        rrsigs_len,
-        expiration,
-        wire,
-    ))
+    let wire =
+        RrsetWire::from_block(data.into_boxed_slice()).ok_or_else(|| bad("malformed RRset"))?;
+    Ok(Rrset::from_parts(rtype, ttl, wire))
 }
 
 fn write_node(w: &mut dyn Write, node: &Node) -> io::Result<()> {
@@ -147,16 +117,12 @@ fn read_node(r: &mut dyn Read) -> io::Result<Node> {
     let has_nsec = r8(r)? != 0;
     let mut rrsets = Vec::with_capacity(n);
     for _ in 0..n {
-        rrsets.push(Arc::new(read_rrset(r)?));
+        rrsets.push(read_rrset(r)?);
     }
-    let nsec = if has_nsec {
-        Some(Arc::new(read_rrset(r)?))
-    } else {
-        None
-    };
+    let nsec = if has_nsec { Some(read_rrset(r)?) } else { None };
     if rrsets
         .windows(2)
-        .any(|w: &[Arc<Rrset>]| u16::from(w[0].rtype) >= u16::from(w[1].rtype))
+        .any(|w: &[Rrset]| u16::from(w[0].rtype) >= u16::from(w[1].rtype))
     {
         return Err(bad("RRsets out of order"));
     }

@@ -10,7 +10,7 @@
 //! one pointing back at the apex. Names below a zone cut (glue) are kept apart in `glue`: not in
 //! the NSEC chain and never signed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use hickory_proto::dnssec::rdata::{DNSSECRData, NSEC};
@@ -30,9 +30,9 @@ pub trait RrsetSigner: Sync {
 #[derive(Debug, Clone, Default)]
 pub struct Node {
     /// Sorted by type code; never empty inside a zone (except transiently in `apply`).
-    pub rrsets: Vec<Arc<Rrset>>,
+    pub rrsets: Vec<Rrset>,
     /// The NSEC RRset of this name (signed); `None` only in glue or before the chain is built.
-    pub nsec: Option<Arc<Rrset>>,
+    pub nsec: Option<Rrset>,
     /// The type codes of the first `TYPES` RRsets, kept by `put` and `remove`, so that `get`
     /// reads the node's own memory instead of each RRset's (a cache miss each in big zones).
     types: [u16; TYPES],
@@ -43,7 +43,7 @@ const TYPES: usize = 6;
 
 impl Node {
     /// A node of these RRsets (sorted by type code) and NSEC.
-    pub(crate) fn from_parts(rrsets: Vec<Arc<Rrset>>, nsec: Option<Arc<Rrset>>) -> Self {
+    pub(crate) fn from_parts(rrsets: Vec<Rrset>, nsec: Option<Rrset>) -> Self {
         let mut n = Node {
             rrsets,
             nsec,
@@ -53,7 +53,7 @@ impl Node {
         n
     }
 
-    pub fn get(&self, rtype: RecordType) -> Option<&Arc<Rrset>> {
+    pub fn get(&self, rtype: RecordType) -> Option<&Rrset> {
         let t = u16::from(rtype);
         let n = self.rrsets.len();
         debug_assert!(self.types_consistent());
@@ -84,7 +84,7 @@ impl Node {
         }
     }
 
-    fn put(&mut self, rrset: Arc<Rrset>) {
+    fn put(&mut self, rrset: Rrset) {
         match self
             .rrsets
             .binary_search_by_key(&u16::from(rrset.rtype), |r| u16::from(r.rtype))
@@ -155,7 +155,7 @@ pub struct Zone {
     /// TTL of NSEC records: min(SOA TTL, SOA minimum) (RFC 9077).
     pub nsec_ttl: u32,
     /// The apex SOA RRset (every negative answer carries it), kept by `apply`.
-    pub(crate) soa: Option<Arc<Rrset>>,
+    pub(crate) soa: Option<Rrset>,
     /// The [`canonical_key`] of `origin`.
     origin_key: Box<[u8]>,
     /// Authoritative names and delegation points keyed by [`canonical_key`] without the
@@ -420,7 +420,7 @@ impl Zone {
         self.exact.get(&[][..])
     }
 
-    pub fn soa(&self) -> Option<&Arc<Rrset>> {
+    pub fn soa(&self) -> Option<&Rrset> {
         self.soa.as_ref()
     }
 
@@ -459,7 +459,7 @@ impl Zone {
         // names that disappeared: their predecessor's NSEC must change
         let mut removed: Vec<Name> = Vec::new();
         // RRsets to sign: (name, type)
-        let mut to_sign: Vec<Arc<Rrset>> = Vec::new();
+        let mut to_sign: Vec<Rrset> = Vec::new();
 
         for change in changes {
             let name = match &change {
@@ -484,7 +484,7 @@ impl Zone {
                             ));
                         }
                         let mut node = z.glue.get(&name).map(|n| (**n).clone()).unwrap_or_default();
-                        node.put(Arc::new(r));
+                        node.put(r);
                         z.glue.insert(name, Arc::new(node));
                     }
                     Change::Delete(_, t) => {
@@ -522,11 +522,10 @@ impl Zone {
                     let was_new = node.rrsets.is_empty();
                     let types_before: Vec<RecordType> =
                         node.rrsets.iter().map(|r| r.rtype).collect();
-                    let rrset = Arc::new(r);
-                    node.put(rrset.clone());
+                    node.put(r.clone());
                     let cut = node.is_cut(is_apex);
                     if !cut || rtype == RecordType::DS {
-                        to_sign.push(rrset);
+                        to_sign.push(r);
                     }
                     if was_new || !types_before.contains(&rtype) {
                         nsec_dirty.insert(name.clone());
@@ -602,7 +601,7 @@ impl Zone {
         }
 
         // Compute the NSEC RRsets that differ from what is there.
-        let mut nsec_to_sign: Vec<Arc<Rrset>> = Vec::new();
+        let mut nsec_to_sign: Vec<Rrset> = Vec::new();
         for name in &nsec_dirty {
             let Some(node) = z.node(name) else {
                 continue;
@@ -614,26 +613,32 @@ impl Zone {
             if unchanged && !nsec_force.contains(name) {
                 continue;
             }
-            nsec_to_sign.push(Arc::new(rrset));
+            nsec_to_sign.push(rrset);
         }
 
         // Sign everything (in parallel when there is a lot), then put the results in place.
         let mut all = to_sign;
         all.extend(nsec_to_sign);
         let signed = sign_all(&all, signer)?;
+        // one node update per name (a new host brings several RRsets and an NSEC)
+        let mut by_name: BTreeMap<Name, Vec<Rrset>> = BTreeMap::new();
         for rrset in signed {
-            let name = rrset.name();
+            by_name.entry(rrset.name()).or_default().push(rrset);
+        }
+        for (name, rrsets) in by_name {
             let Some(n) = z.node(&name) else {
                 continue;
             };
             let mut node = (**n).clone();
-            if rrset.rtype == RecordType::NSEC {
-                node.nsec = Some(Arc::new(rrset));
-            } else if node
-                .get(rrset.rtype)
-                .is_some_and(|cur| cur.same_data(&rrset))
-            {
-                node.put(Arc::new(rrset));
+            for rrset in rrsets {
+                if rrset.rtype == RecordType::NSEC {
+                    node.nsec = Some(rrset);
+                } else if node
+                    .get(rrset.rtype)
+                    .is_some_and(|cur| cur.same_data(&rrset))
+                {
+                    node.put(rrset);
+                }
             }
             z.set_node(name, Arc::new(node));
         }
@@ -688,7 +693,7 @@ impl Zone {
 
     /// All RRsets with their signatures, in canonical order, SOA first: the content of an AXFR
     /// between the two SOA copies. Glue follows the authoritative data.
-    pub fn records(&self) -> impl Iterator<Item = &Arc<Rrset>> {
+    pub fn records(&self) -> impl Iterator<Item = &Rrset> {
         self.index
             .values()
             .flat_map(|n| n.rrsets.iter().chain(n.nsec.iter()))
@@ -714,7 +719,7 @@ impl Zone {
     }
 }
 
-fn sign_all(rrsets: &[Arc<Rrset>], signer: &dyn RrsetSigner) -> Result<Vec<Rrset>, ZoneError> {
+fn sign_all(rrsets: &[Rrset], signer: &dyn RrsetSigner) -> Result<Vec<Rrset>, ZoneError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if rrsets.len() < 2048 || threads == 1 {
         return rrsets
