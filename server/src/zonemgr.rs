@@ -582,6 +582,10 @@ impl ZoneManager {
             inner.last_seq = last;
         }
         total += self.follow_keys(inner)?;
+        if total >= 10_000 {
+            // a bulk change (an import) leaves freed build memory behind; give it back
+            release_free_memory();
+        }
         Ok(total)
     }
 

@@ -161,7 +161,6 @@ impl Zone {
         zone.nsec_ttl = nsec_ttl;
         let n = r64(r)?;
         let mut index = OrdMap::new();
-        let mut exact = imbl::HashMap::new();
         let mut cuts = OrdMap::new();
         let mut prev: Option<IndexKey> = None;
         for _ in 0..n {
@@ -177,7 +176,6 @@ impl Zone {
             if node.get(RecordType::NS).is_some() && !key.as_slice().is_empty() {
                 cuts.insert(zone.name_of(key.as_slice()), ());
             }
-            exact.insert(key.clone(), node.clone());
             index.insert(key.clone(), node);
             prev = Some(key);
         }
@@ -188,7 +186,6 @@ impl Zone {
             glue.insert(name, Arc::new(read_node(r)?));
         }
         zone.index = index;
-        zone.exact = exact;
         zone.cuts = cuts;
         zone.glue = glue;
         zone.set_soa();

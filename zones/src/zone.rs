@@ -162,9 +162,6 @@ pub struct Zone {
     /// origin's: canonical order, compared as bytes (comparing `Name`s label by label from the
     /// root cost most of a query, and a `Name` per node cost memory).
     pub(crate) index: OrdMap<IndexKey, Arc<Node>>,
-    /// The same again as a hash trie, for exact lookups (most queries): a few small nodes to
-    /// read instead of a B-tree path.
-    pub(crate) exact: imbl::HashMap<IndexKey, Arc<Node>>,
 }
 
 /// A name's key in `Zone::index`: its [`canonical_key`] without the origin's (which every key
@@ -292,7 +289,6 @@ impl Zone {
             soa: None,
             origin_key: k[..len].into(),
             index: OrdMap::new(),
-            exact: imbl::HashMap::new(),
         }
     }
 
@@ -305,14 +301,12 @@ impl Zone {
         let mut k = [0u8; KEY_MAX];
         let n = canonical_key(&name, &mut k);
         let o = self.origin_key.len();
-        self.exact.insert(IndexKey::new(&k[o..n]), node.clone());
         self.index.insert(IndexKey::new(&k[o..n]), node);
     }
 
     fn remove_node(&mut self, name: &Name) -> Option<Arc<Node>> {
         let mut k = [0u8; KEY_MAX];
         let n = canonical_key(name, &mut k);
-        self.exact.remove(&k[self.origin_key.len()..n]);
         self.index.remove(&k[self.origin_key.len()..n])
     }
 
@@ -367,7 +361,6 @@ impl Zone {
 
     #[cfg(test)]
     pub(crate) fn index_len(&self) -> usize {
-        assert_eq!(self.index.len(), self.exact.len());
         self.index.len()
     }
 
@@ -387,7 +380,7 @@ impl Zone {
         if !key.starts_with(&self.origin_key) {
             return None;
         }
-        self.exact.get(self.relative(key))
+        self.index.get(self.relative(key))
     }
 
     /// The node whose NSEC covers the name with this key, which is in the zone but not a node
@@ -417,7 +410,7 @@ impl Zone {
     }
 
     pub fn apex(&self) -> Option<&Arc<Node>> {
-        self.exact.get(&[][..])
+        self.index.get(&[][..])
     }
 
     pub fn soa(&self) -> Option<&Rrset> {
