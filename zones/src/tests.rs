@@ -262,3 +262,33 @@ fn one_change_costs_the_same_at_any_zone_size() {
         assert_eq!(z.len() + 1, z2.len());
     }
 }
+
+proptest! {
+    /// The index's word-wise key order is the byte order of canonical keys (labels with the
+    /// escaped bytes 0x00 and 0x01, short and long names, prefixes of each other).
+    #[test]
+    fn index_key_order_is_byte_order(
+        a in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(b'a'), Just(b'z'), any::<u8>()], 1..12), 0..5),
+        b in proptest::collection::vec(proptest::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(b'a'), Just(b'z'), any::<u8>()], 1..12), 0..5),
+        share in 0usize..4,
+    ) {
+        use crate::zone::{canonical_key, IndexKey, KEY_MAX};
+        let name = |labels: &[Vec<u8>]| {
+            let mut n = Name::root();
+            // labels[0] next to the root: shared first labels make one key a prefix of another
+            for l in labels {
+                n = Name::from_labels(vec![l.clone()]).unwrap().append_domain(&n).unwrap();
+            }
+            n
+        };
+        // b shares a's first labels (from the root) so that prefixes are common
+        let mut b2: Vec<Vec<u8>> = a.iter().take(share).cloned().collect();
+        b2.extend(b);
+        let (x, y) = (name(&a), name(&b2));
+        let (mut kx, mut ky) = ([0u8; KEY_MAX], [0u8; KEY_MAX]);
+        let (lx, ly) = (canonical_key(&x, &mut kx), canonical_key(&y, &mut ky));
+        let (ix, iy) = (IndexKey::new(&kx[..lx]), IndexKey::new(&ky[..ly]));
+        prop_assert_eq!(ix.cmp(&iy), kx[..lx].cmp(&ky[..ly]));
+        prop_assert_eq!(ix == iy, kx[..lx] == ky[..ly]);
+    }
+}
