@@ -297,7 +297,7 @@ impl ZoneManager {
             let mut guard = self.inner.lock().expect("zone manager lock");
             let inner = &mut *guard;
             for idx in 0..inner.zones.len() {
-                self.update_system(inner, idx, false)?;
+                self.update_system(inner, idx)?;
             }
         }
         let resigned = self.refresh_signatures()?;
@@ -563,11 +563,13 @@ impl ZoneManager {
     /// Applies every change logged in the store since the last call. Returns how many owners
     /// were brought up to date.
     pub fn sync(&self) -> anyhow::Result<usize> {
-        let mut guard = self.inner.lock().expect("zone manager lock");
-        let inner = &mut *guard;
         let mut total = 0;
+        // one batch of the log at a time, the zone manager released between them (a bulk
+        // import's backlog does not hold back the other writers' turns)
         loop {
-            let batch = inner.store.changes_since(inner.last_seq, 50_000)?;
+            let mut guard = self.inner.lock().expect("zone manager lock");
+            let inner = &mut *guard;
+            let batch = inner.store.changes_since(inner.last_seq, SYNC_BATCH)?;
             let Some(last) = batch.last().map(|c| c.0) else {
                 break;
             };
@@ -581,7 +583,15 @@ impl ZoneManager {
             }
             inner.last_seq = last;
         }
-        total += self.follow_keys(inner)?;
+        let (zones, resign) = {
+            let mut guard = self.inner.lock().expect("zone manager lock");
+            self.follow_keys(&mut guard)?
+        };
+        total += zones;
+        if resign {
+            // a new ZSK signs: everything signed by the old one is signed again, in chunks
+            total += self.refresh_signatures()?;
+        }
         if total >= 10_000 {
             // a bulk change (an import) leaves freed build memory behind; give it back
             release_free_memory();
@@ -591,8 +601,9 @@ impl ZoneManager {
 
     /// Reloads the keys of every zone whose `key_version` moved (a rollover step, by this
     /// process or another) and publishes what changed: DNSKEY, CDS/CDNSKEY, the DS in the
-    /// parent, and every signature when the signing ZSK changed. Returns how many zones.
-    fn follow_keys(&self, inner: &mut Inner) -> anyhow::Result<usize> {
+    /// parent. Returns how many zones, and whether a zone's signing ZSK changed (then
+    /// [`ZoneManager::refresh_signatures`] signs what the old one signed).
+    fn follow_keys(&self, inner: &mut Inner) -> anyhow::Result<(usize, bool)> {
         let now = self.clock.now();
         let mut dirty: BTreeMap<usize, bool> = BTreeMap::new(); // zone index -> re-sign all
         for (zone, version) in inner.store.key_versions()? {
@@ -618,16 +629,17 @@ impl ZoneManager {
             }
         }
         let n = dirty.len();
+        let mut resign = false;
         for (idx, resign_all) in dirty {
-            self.update_system(inner, idx, resign_all)?;
+            self.update_system(inner, idx)?;
+            resign |= resign_all;
         }
-        Ok(n)
+        Ok((n, resign))
     }
 
     /// Brings the records the server owns in zone `idx` (NS, addresses, DNSKEY, CDS/CDNSKEY,
-    /// child delegations) up to date, signs the DNSKEY RRset again, and with `resign_all` every
-    /// RRset (a new ZSK); commits with a new serial.
-    fn update_system(&self, inner: &mut Inner, idx: usize, resign_all: bool) -> anyhow::Result<()> {
+    /// child delegations) up to date and signs the DNSKEY RRset again; commits with a new serial.
+    fn update_system(&self, inner: &mut Inner, idx: usize) -> anyhow::Result<()> {
         let now = self.clock.now();
         let origin = inner.zones[idx].origin.clone();
         let current = self
@@ -652,11 +664,6 @@ impl ZoneManager {
         }
         // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
         changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
-        if resign_all {
-            let all = current.expiring_before(u32::MAX);
-            tracing::info!(zone = %origin, rrsets = all.len(), "new ZSK: signing the zone again");
-            changes.extend(all.into_iter().map(|(n, t)| Change::Resign(n, t)));
-        }
         self.commit(inner, idx, &current, changes)
     }
 
@@ -752,33 +759,58 @@ impl ZoneManager {
         self.catalog.store(Arc::new(Catalog { zones }));
     }
 
-    /// Signs again every RRset whose signatures expire within the refresh window (or that
-    /// lacks them). Returns how many RRsets were signed.
+    /// Signs again every RRset whose signatures expire within the refresh window, that lacks
+    /// them, or that is not signed by exactly the keys that sign now (after a ZSK switch: the
+    /// old key's signatures stay valid while it is published, `keys.timing` Iret after the
+    /// switch, and this finishes within minutes). What is due is found once per zone, then
+    /// signed in chunks of `RESIGN_CHUNK` RRsets, each its own snapshot, with the zone manager
+    /// released in between so that provisioning changes keep their latency. Returns how many
+    /// RRsets were signed.
     pub fn refresh_signatures(&self) -> anyhow::Result<usize> {
-        let mut guard = self.inner.lock().expect("zone manager lock");
-        let inner = &mut *guard;
         let now = self.clock.now();
         let mut total = 0;
-        for idx in 0..inner.zones.len() {
-            let horizon = now.saturating_add(
-                self.config
-                    .signature_policy(&inner.zones[idx].origin)
-                    .refresh,
-            );
-            let current = self.catalog.load().get(&inner.zones[idx].origin).cloned();
-            let Some(current) = current else { continue };
-            let due = current.expiring_before(horizon);
+        let zones = self.inner.lock().expect("zone manager lock").zones.len();
+        for idx in 0..zones {
+            let (origin, due) = {
+                let guard = self.inner.lock().expect("zone manager lock");
+                let st = &guard.zones[idx];
+                let horizon = now.saturating_add(self.config.signature_policy(&st.origin).refresh);
+                let sets = st.sets(now);
+                let tags =
+                    |ids: &[i64]| -> Vec<u16> { st.pairs(ids).iter().map(|k| k.key_tag).collect() };
+                let (ksk, zsk) = (tags(&sets.ksk_signers), tags(&sets.zsk_signers));
+                let Some(current) = self.catalog.load().get(&st.origin).cloned() else {
+                    continue;
+                };
+                (st.origin.clone(), current.due(horizon, Some((&ksk, &zsk))))
+            };
             if due.is_empty() {
                 continue;
             }
             total += due.len();
-            tracing::info!(zone = %current.origin, rrsets = due.len(), "refreshing signatures");
-            let changes = due.into_iter().map(|(n, t)| Change::Resign(n, t)).collect();
-            self.commit(inner, idx, &current, changes)?;
+            tracing::info!(zone = %origin, rrsets = due.len(), "signing again: expiring, or not signed by the current keys");
+            for chunk in due.chunks(RESIGN_CHUNK) {
+                let mut guard = self.inner.lock().expect("zone manager lock");
+                let Some(current) = self.catalog.load().get(&origin).cloned() else {
+                    break;
+                };
+                let changes = chunk
+                    .iter()
+                    .map(|(n, t)| Change::Resign(n.clone(), *t))
+                    .collect();
+                self.commit(&mut guard, idx, &current, changes)?;
+            }
         }
         Ok(total)
     }
 }
+
+/// Changes of the store's log applied per snapshot (and per hold of the zone manager).
+const SYNC_BATCH: usize = 20_000;
+
+/// RRsets signed again per snapshot by [`ZoneManager::refresh_signatures`] (about a quarter of
+/// a second of ECDSA signing on one core).
+const RESIGN_CHUNK: usize = 20_000;
 
 /// Gives the memory freed by a build back to the system (glibc keeps it otherwise, and the
 /// build's transient peak would stay as resident memory).

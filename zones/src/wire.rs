@@ -464,6 +464,17 @@ impl RrsetWire {
         }
     }
 
+    /// Calls `f` with the key tag of each RRSIG.
+    pub fn rrsig_key_tags(&self, mut f: impl FnMut(u16)) {
+        // type, class, TTL, RDLENGTH; then RRSIG RDATA: type covered, algorithm, labels,
+        // original TTL, expiration, inception, key tag
+        self.each_record(true, |r| {
+            if let Some(t) = r.get(26..28) {
+                f(u16::from_be_bytes([t[0], t[1]]));
+            }
+        });
+    }
+
     /// The records (`sigs` false) or RRSIGs (`sigs` true) decoded into hickory records (for
     /// the general path, transfers and tests; the fast path never decodes).
     pub fn decode(&self, sigs: bool) -> Vec<Record> {

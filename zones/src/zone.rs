@@ -718,14 +718,32 @@ impl Zone {
     /// The (name, type) of every signed RRset whose earliest RRSIG expires before `t`, and of
     /// every RRset that should be signed but is not.
     pub fn expiring_before(&self, t: u32) -> Vec<(Name, RecordType)> {
+        self.due(t, None)
+    }
+
+    /// [`Zone::expiring_before`], plus, with `signers` = (KSK tags, ZSK tags), every RRset not
+    /// signed by exactly those keys (DNSKEY, CDS and CDNSKEY by the KSKs, the rest by the ZSKs):
+    /// what a ZSK switch leaves to sign again.
+    pub fn due(&self, t: u32, signers: Option<(&[u16], &[u16])>) -> Vec<(Name, RecordType)> {
         let mut out = Vec::new();
+        let mut tags: Vec<u16> = Vec::with_capacity(4);
         for (key, node) in self.index.iter() {
             let cut = node.is_cut(key.as_slice().is_empty());
             for r in node.rrsets.iter().chain(node.nsec.iter()) {
                 if cut && !matches!(r.rtype, RecordType::DS | RecordType::NSEC) {
                     continue;
                 }
-                if r.earliest_expiration().is_none_or(|e| e < t) {
+                let mut stale = r.earliest_expiration().is_none_or(|e| e < t);
+                if let (false, Some((ksk, zsk))) = (stale, signers) {
+                    let want = match r.rtype {
+                        RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY => ksk,
+                        _ => zsk,
+                    };
+                    tags.clear();
+                    r.wire().rrsig_key_tags(|k| tags.push(k));
+                    stale = tags.len() != want.len() || !want.iter().all(|w| tags.contains(w));
+                }
+                if stale {
                     out.push((self.name_of(key.as_slice()), r.rtype));
                 }
             }
