@@ -551,10 +551,11 @@ impl ZoneManager {
         Ok(out)
     }
 
-    /// Names the server owns in a zone; stored content never overrides them.
-    fn is_system_name(&self, zones: &[ZoneState], zone: &Name, owner: &Name) -> bool {
+    /// Names the server owns in a zone (`ns`: its name servers' names); stored content never
+    /// overrides them.
+    fn is_system_name(zones: &[ZoneState], zone: &Name, ns: &[Name], owner: &Name) -> bool {
         owner == zone
-            || Self::ns_names(zone).contains(owner)
+            || ns.contains(owner)
             || zones
                 .iter()
                 .any(|c| c.parent.as_ref() == Some(zone) && c.origin.zone_of(owner))
@@ -577,9 +578,10 @@ impl ZoneManager {
             for (_, zone, owner) in batch {
                 touched.entry(zone).or_default().insert(owner);
             }
+            let after = inner.last_seq;
             for (zone, owners) in touched {
                 total += owners.len();
-                self.apply_owners(inner, &zone, owners)?;
+                self.apply_owners(inner, &zone, owners, (after, last))?;
             }
             inner.last_seq = last;
         }
@@ -667,11 +669,14 @@ impl ZoneManager {
         self.commit(inner, idx, &current, changes)
     }
 
+    /// Brings `owners` (logged in `zone_name` in the change log's range `seqs`) in step with the
+    /// store.
     fn apply_owners(
         &self,
         inner: &mut Inner,
         zone_name: &Name,
         owners: BTreeSet<Name>,
+        seqs: (i64, i64),
     ) -> anyhow::Result<()> {
         let Some(idx) = inner.zones.iter().position(|z| z.origin == *zone_name) else {
             tracing::warn!(zone = %zone_name, "change for a zone that is not served; ignored");
@@ -683,12 +688,21 @@ impl ZoneManager {
             .ok_or_else(|| anyhow!("zone {zone_name} not built"))?
             .clone();
         let mut changes = Vec::new();
+        let ns = Self::ns_names(zone_name);
+        // what the store holds now at every owner of the range, in one query
+        let mut stored_at: std::collections::HashMap<Name, Vec<provisioner::StoredRrset>> =
+            std::collections::HashMap::with_capacity(owners.len());
+        for r in inner.store.rrsets_changed(zone_name, seqs.0, seqs.1)? {
+            stored_at.entry(r.owner.clone()).or_default().push(r);
+        }
         for owner in owners {
-            if !zone_name.zone_of(&owner) || self.is_system_name(&inner.zones, zone_name, &owner) {
+            if !zone_name.zone_of(&owner)
+                || Self::is_system_name(&inner.zones, zone_name, &ns, &owner)
+            {
                 tracing::warn!(zone = %zone_name, owner = %owner, "stored records at a name the server owns; ignored");
                 continue;
             }
-            let stored = inner.store.rrsets_at(zone_name, &owner)?;
+            let stored = stored_at.remove(&owner).unwrap_or_default();
             let node = current.node(&owner);
             let mut types = BTreeSet::new();
             for r in stored {

@@ -319,19 +319,6 @@ impl Zone {
         self.soa = self.apex().and_then(|n| n.get(RecordType::SOA)).cloned();
     }
 
-    fn set_node(&mut self, name: Name, node: Arc<Node>) {
-        let mut k = [0u8; KEY_MAX];
-        let n = canonical_key(&name, &mut k);
-        let o = self.origin_key.len();
-        self.index.insert(IndexKey::new(&k[o..n]), node);
-    }
-
-    fn remove_node(&mut self, name: &Name) -> Option<Arc<Node>> {
-        let mut k = [0u8; KEY_MAX];
-        let n = canonical_key(name, &mut k);
-        self.index.remove(&k[self.origin_key.len()..n])
-    }
-
     /// The node at `name` (an authoritative name or a delegation point).
     pub fn node(&self, name: &Name) -> Option<&Arc<Node>> {
         let mut k = [0u8; KEY_MAX];
@@ -468,13 +455,15 @@ impl Zone {
     /// only what was touched is signed again.
     pub fn apply(&self, changes: Vec<Change>, signer: &dyn RrsetSigner) -> Result<Zone, ZoneError> {
         let mut z = self.clone();
-        // names whose NSEC must be recomputed (and signed if it differs or is asked for)
-        let mut nsec_dirty: BTreeSet<Name> = BTreeSet::new();
-        let mut nsec_force: BTreeSet<Name> = BTreeSet::new();
-        // names that disappeared: their predecessor's NSEC must change
-        let mut removed: Vec<Name> = Vec::new();
-        // RRsets to sign: (name, type)
+        // Bookkeeping by index key (comparing `Name`s label by label was a tenth of a bulk
+        // change's time): names whose NSEC must be recomputed (and signed if it differs or is
+        // asked for), names that disappeared (their predecessor's NSEC must change), and the
+        // RRsets to sign with the key and name of their node.
+        let mut nsec_dirty: BTreeMap<IndexKey, Name> = BTreeMap::new();
+        let mut nsec_force: BTreeSet<IndexKey> = BTreeSet::new();
+        let mut removed: Vec<IndexKey> = Vec::new();
         let mut to_sign: Vec<Rrset> = Vec::new();
+        let mut to_sign_at: Vec<(IndexKey, Name)> = Vec::new();
 
         for change in changes {
             let name = match &change {
@@ -521,6 +510,7 @@ impl Zone {
                 continue;
             }
             let is_apex = name == z.origin;
+            let key = z.rel_key(&name);
             match change {
                 Change::Put(r) => {
                     let rtype = r.rtype;
@@ -533,22 +523,22 @@ impl Zone {
                             "NSEC and RRSIG are made by the signer",
                         ));
                     }
-                    let mut node = z.node(&name).map(|n| (**n).clone()).unwrap_or_default();
+                    let mut node = z.index.get(&key).map(|n| (**n).clone()).unwrap_or_default();
                     let was_new = node.rrsets.is_empty();
-                    let types_before: Vec<RecordType> =
-                        node.rrsets.iter().map(|r| r.rtype).collect();
+                    let had_type = node.get(rtype).is_some();
                     node.put(r.clone());
                     let cut = node.is_cut(is_apex);
                     if !cut || rtype == RecordType::DS {
                         to_sign.push(r);
+                        to_sign_at.push((key.clone(), name.clone()));
                     }
-                    if was_new || !types_before.contains(&rtype) {
-                        nsec_dirty.insert(name.clone());
+                    if was_new || !had_type {
+                        nsec_dirty.insert(key.clone(), name);
                     }
-                    z.set_node(name, Arc::new(node));
+                    z.index.insert(key, Arc::new(node));
                 }
                 Change::Delete(_, rtype) => {
-                    if let Some(n) = z.node(&name) {
+                    if let Some(n) = z.index.get(&key) {
                         if n.get(rtype).is_none() {
                             continue;
                         }
@@ -558,28 +548,30 @@ impl Zone {
                             z.cuts.remove(&name);
                         }
                         if node.rrsets.is_empty() {
-                            z.remove_node(&name);
-                            removed.push(name);
+                            z.index.remove(&key);
+                            removed.push(key);
                         } else {
-                            z.set_node(name.clone(), Arc::new(node));
-                            nsec_dirty.insert(name);
+                            z.index.insert(key.clone(), Arc::new(node));
+                            nsec_dirty.insert(key, name);
                         }
                     }
                 }
                 Change::DeleteName(_) => {
-                    if z.remove_node(&name).is_some() {
+                    if z.index.remove(&key).is_some() {
                         z.cuts.remove(&name);
-                        removed.push(name);
+                        removed.push(key);
                     }
                 }
                 Change::Resign(_, rtype) => {
                     if rtype == RecordType::NSEC {
-                        nsec_dirty.insert(name.clone());
-                        nsec_force.insert(name);
-                    } else if let Some(r) = z.node(&name).and_then(|n| n.get(rtype)) {
-                        let cut = z.node(&name).is_some_and(|n| n.is_cut(is_apex));
-                        if !cut || rtype == RecordType::DS {
-                            to_sign.push(r.clone());
+                        nsec_force.insert(key.clone());
+                        nsec_dirty.insert(key, name);
+                    } else if let Some(n) = z.index.get(&key) {
+                        if let Some(r) = n.get(rtype) {
+                            if !n.is_cut(is_apex) || rtype == RecordType::DS {
+                                to_sign.push(r.clone());
+                                to_sign_at.push((key, name));
+                            }
                         }
                     }
                 }
@@ -593,55 +585,64 @@ impl Zone {
                 let ttl = soa.ttl.min(s.minimum);
                 if ttl != z.nsec_ttl {
                     z.nsec_ttl = ttl;
-                    let names: Vec<Name> = z.nodes().map(|(n, _)| n).collect();
-                    nsec_force.extend(names.iter().cloned());
-                    nsec_dirty.extend(names);
+                    let all: Vec<(IndexKey, Name)> = z
+                        .index
+                        .keys()
+                        .map(|k| (k.clone(), z.name_of(k.as_slice())))
+                        .collect();
+                    nsec_force.extend(all.iter().map(|(k, _)| k.clone()));
+                    nsec_dirty.extend(all);
                 }
             }
         }
 
-        // Removed names: the predecessor now points elsewhere.
-        for name in removed {
-            nsec_dirty.remove(&name);
-            if let Some(p) = z.predecessor(&name) {
-                nsec_dirty.insert(p);
+        // The predecessor (in the chain after the changes) of a removed name now points
+        // elsewhere, and that of a new name must point at it.
+        let mut preds: Vec<IndexKey> = Vec::with_capacity(removed.len() + nsec_dirty.len());
+        for key in &removed {
+            nsec_dirty.remove(key);
+        }
+        for key in removed.iter().chain(nsec_dirty.keys()) {
+            if let Some(p) = z.pred_key(key) {
+                preds.push(p);
             }
         }
-        // New names: their predecessor must point at them.
-        let new_names: Vec<Name> = nsec_dirty.iter().cloned().collect();
-        for name in &new_names {
-            if let Some(p) = z.predecessor(name) {
-                nsec_dirty.insert(p);
+        for p in preds {
+            if let std::collections::btree_map::Entry::Vacant(e) = nsec_dirty.entry(p) {
+                let name = z.name_of(e.key().as_slice());
+                e.insert(name);
             }
         }
 
         // Compute the NSEC RRsets that differ from what is there.
         let mut nsec_to_sign: Vec<Rrset> = Vec::new();
-        for name in &nsec_dirty {
-            let Some(node) = z.node(name) else {
+        for (key, name) in &nsec_dirty {
+            let Some(node) = z.index.get(key) else {
                 continue;
             };
-            let next = z.successor(name).unwrap_or_else(|| z.origin.clone());
+            let next = z.succ_name(key).unwrap_or_else(|| z.origin.clone());
             let rdata = RData::DNSSEC(DNSSECRData::NSEC(NSEC::new(next, node.nsec_types())));
             let rrset = Rrset::new(name.clone(), z.nsec_ttl, vec![rdata]).expect("one record");
             let unchanged = node.nsec.as_ref().is_some_and(|n| n.same_data(&rrset));
-            if unchanged && !nsec_force.contains(name) {
+            if unchanged && !nsec_force.contains(key) {
                 continue;
             }
             nsec_to_sign.push(rrset);
+            to_sign_at.push((key.clone(), name.clone()));
         }
 
         // Sign everything (in parallel when there is a lot), then put the results in place.
         let mut all = to_sign;
         all.extend(nsec_to_sign);
         let signed = sign_all(&all, signer)?;
+        debug_assert_eq!(signed.len(), to_sign_at.len());
         // one node update per name (a new host brings several RRsets and an NSEC)
-        let mut by_name: BTreeMap<Name, Vec<Rrset>> = BTreeMap::new();
-        for rrset in signed {
-            by_name.entry(rrset.name()).or_default().push(rrset);
+        let mut by_key: BTreeMap<IndexKey, Vec<Rrset>> = BTreeMap::new();
+        for (rrset, (key, _)) in signed.into_iter().zip(to_sign_at) {
+            by_key.entry(key).or_default().push(rrset);
         }
-        for (name, rrsets) in by_name {
-            let Some(n) = z.node(&name) else {
+        for (key, rrsets) in by_key {
+            let Some(n) = z.index.get(&key) else {
                 continue;
             };
             let mut node = (**n).clone();
@@ -655,7 +656,7 @@ impl Zone {
                     node.put(rrset);
                 }
             }
-            z.set_node(name, Arc::new(node));
+            z.index.insert(key, Arc::new(node));
         }
         z.soa = z.apex().and_then(|n| n.get(RecordType::SOA)).cloned();
         Ok(z)
@@ -666,6 +667,26 @@ impl Zone {
         let mut k = [0u8; KEY_MAX];
         let n = canonical_key(name, &mut k);
         IndexKey::new(k.get(self.origin_key.len()..n).unwrap_or_default())
+    }
+
+    /// The key of the greatest name strictly before the one with key `key` (wrapping to the
+    /// last), unless that is `key` itself.
+    fn pred_key(&self, key: &IndexKey) -> Option<IndexKey> {
+        self.index
+            .range(..key.clone())
+            .next_back()
+            .or_else(|| self.index.get_max().map(|(k, v)| (k, v)))
+            .filter(|(k, _)| *k != key)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// The name after the one with key `key`, or `None` when it is the last.
+    fn succ_name(&self, key: &IndexKey) -> Option<Name> {
+        use std::ops::Bound;
+        self.index
+            .range((Bound::Excluded(key.clone()), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| self.name_of(k.as_slice()))
     }
 
     /// The greatest name in the chain strictly before `name` (wrapping to the last name).
