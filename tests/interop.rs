@@ -166,13 +166,34 @@ fn delv_fully_validates() {
     }
 }
 
+/// Both zones pass ldns-verify-zone as built at start, and again after a restart that resumes
+/// from the checkpoint written at shutdown with changes stored while the server was down.
 #[test]
 fn ldns_verify_zone_accepts_both_transfers() {
-    let (s, _) = start_with_host();
+    let (mut s, _) = start_with_host();
     s.cmd(&["host", "bulk-add", "--count", "200"]);
     s.wait_for("t200.o-v1.mx.example.", RecordType::A, 10, |m| {
         !m.answers.is_empty()
     });
+    verify_transfers(&s);
+    assert!(s.stop().success());
+    // stored while the server is down: applied from the change log on top of the checkpoint
+    s.cmd(&["host", "add", "late.o-v1.mx.example.", "--a", "192.0.2.77"]);
+    s.cmd(&["host", "remove", "t7.o-v1.mx.example."]);
+    s.spawn();
+    assert!(
+        s.log().contains("resumed from the checkpoint"),
+        "restart resumes from the checkpoint: {}",
+        s.log()
+    );
+    let m = query_udp(s.dns, "late.o-v1.mx.example.", RecordType::A, true, 1232).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    let m = query_udp(s.dns, "t7.o-v1.mx.example.", RecordType::A, true, 1232).unwrap();
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    verify_transfers(&s);
+}
+
+fn verify_transfers(s: &Server) {
     let kdig = which("kdig");
     let verify = which("ldns-verify-zone");
     let dir = tempfile::tempdir().unwrap();
