@@ -372,9 +372,11 @@ impl Store {
     /// one query, ordered by owner (the follower's bulk read: a query per owner cost more).
     pub fn rrsets_changed(&self, zone: &Name, after: i64, upto: i64) -> Result<Vec<StoredRrset>> {
         self.select_rrsets(
+            // CROSS JOIN keeps the logged owners as the outer loop (a primary-key lookup in
+            // `records` each); with a plain JOIN the planner may scan all of `records`
             "SELECT r.owner, r.rtype, r.ttl, r.rdata
              FROM (SELECT DISTINCT owner FROM changes WHERE seq > ?2 AND seq <= ?3 AND zone = ?1) c
-             JOIN records r ON r.zone = ?1 AND r.owner = c.owner
+             CROSS JOIN records r ON r.zone = ?1 AND r.owner = c.owner
              ORDER BY r.owner, r.rtype",
             &[&key(zone), &after, &upto],
         )
