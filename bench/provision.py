@@ -54,23 +54,9 @@ def api(port, method, path, token, body=None):
     return r.status, out
 
 
-def dns_answer(port, name, qtype):
-    """The raw answer bytes after the header and question (for comparing answers)."""
-    q = struct.pack(">HHHHHH", 4242, 0x0100, 1, 0, 0, 1)
-    for label in name.rstrip(".").split("."):
-        q += bytes([len(label)]) + label.encode()
-    q += b"\x00" + struct.pack(">HH", qtype, 1)
-    q += b"\x00" + struct.pack(">HHIH", 41, 1232, 0x8000, 0)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(2)
-        s.sendto(q, ("127.0.0.1", port))
-        r, _ = s.recvfrom(4096)
-    return r[3] & 0x0F, r[len(q) - 11:]
-
-
-def dns_query(port, name, qtype=1):
-    qid = random.randrange(65536)
-    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1)
+def dns_exchange(port, name, qtype):
+    """One UDP query (EDNS 1232, DO set); returns the query and the response."""
+    q = struct.pack(">HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 1)
     for label in name.rstrip(".").split("."):
         q += bytes([len(label)]) + label.encode()
     q += b"\x00" + struct.pack(">HH", qtype, 1)
@@ -79,9 +65,49 @@ def dns_query(port, name, qtype=1):
         s.settimeout(2)
         s.sendto(q, ("127.0.0.1", port))
         r, _ = s.recvfrom(4096)
-    rcode = r[3] & 0x0F
-    ancount = struct.unpack(">H", r[6:8])[0]
-    return rcode, ancount
+    return q, r
+
+
+def dns_answer(port, name, qtype):
+    """The rcode and the raw bytes after the header and question (for comparing answers)."""
+    q, r = dns_exchange(port, name, qtype)
+    return r[3] & 0x0F, r[len(q) - 11:]
+
+
+def dns_query(port, name, qtype=1):
+    """The rcode and the number of answer records."""
+    _, r = dns_exchange(port, name, qtype)
+    return r[3] & 0x0F, struct.unpack(">H", r[6:8])[0]
+
+
+def make_cert(work, cn):
+    """A self-signed P-256 certificate (PEM path) for a partition's fleet."""
+    cert = os.path.join(work, f"{cn}.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", os.path.join(work, f"{cn}.key"), "-out", cert, "-days", "30", "-subj", f"/CN={cn}"],
+                   check=True, capture_output=True)
+    return cert
+
+
+def enable_one_by_one(api_port, dns_port, token, domains, tries):
+    """Enable-DnssecForVerifiedDomain for each domain in turn; after each answer, queries the
+    host's A record until a signed answer comes back. Returns the call times and the
+    answer -> served times (ms)."""
+    call_ms, served_ms = [], []
+    for d in domains:
+        t0 = time.perf_counter()
+        st, v = api(api_port, "POST", f"/v1/domains/{d}/dnssec/enable", token)
+        t1 = time.perf_counter()
+        assert st == 200, v
+        host = v["dnssecMxValue"]
+        for _ in range(tries):
+            rcode, an = dns_query(dns_port, host)
+            if rcode == 0 and an >= 2:  # A + RRSIG
+                break
+        t2 = time.perf_counter()
+        call_ms.append((t1 - t0) * 1000)
+        served_ms.append((t2 - t1) * 1000)
+    return call_ms, served_ms
 
 
 def pct(xs, p):
@@ -125,28 +151,12 @@ def main():
         for d in domains:
             api(api_port, "POST", f"/v1/tenants/{tenant}/domains", token, {"domain": d, "verified": True})
         # fleet certificate, for DANE
-        cert = os.path.join(work, "c.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", os.path.join(work, "c.key"), "-out", cert, "-days", "30", "-subj", "/CN=bench"],
-                       check=True, capture_output=True)
+        cert = make_cert(work, "bench")
         st, _ = api(api_port, "PUT", "/v1/partitions/o-v1/certificates", admin, {"current": open(cert).read()})
         assert st == 200
 
         # 1. answer -> served, sequentially
-        call_ms, served_ms = [], []
-        for d in domains[: n // 2]:
-            t0 = time.perf_counter()
-            st, v = api(api_port, "POST", f"/v1/domains/{d}/dnssec/enable", token)
-            t1 = time.perf_counter()
-            assert st == 200, v
-            host = v["dnssecMxValue"]
-            for _ in range(10000):
-                rcode, an = dns_query(dns_port, host)
-                if rcode == 0 and an >= 2:  # A + RRSIG
-                    break
-            t2 = time.perf_counter()
-            call_ms.append((t1 - t0) * 1000)
-            served_ms.append((t2 - t1) * 1000)
+        call_ms, served_ms = enable_one_by_one(api_port, dns_port, token, domains[: n // 2], 10000)
 
         # 2. throughput with C clients
         def run(paths):
@@ -197,31 +207,14 @@ def attach(args):
         domains = [f"l{i}-{tag:06x}.latency.example" for i in range(n)]
         for d in domains:
             api(api_port, "POST", f"/v1/tenants/{tenant}/domains", token, {"domain": d, "verified": True})
-        call_ms, served_ms, hosts = [], [], []
-        for d in domains:
-            t0 = time.perf_counter()
-            st, v = api(api_port, "POST", f"/v1/domains/{d}/dnssec/enable", token)
-            t1 = time.perf_counter()
-            assert st == 200, v
-            host = v["dnssecMxValue"]
-            hosts.append(host)
-            for _ in range(100000):
-                rcode, an = dns_query(dns_port, host)
-                if rcode == 0 and an >= 2:  # A + RRSIG
-                    break
-            t2 = time.perf_counter()
-            call_ms.append((t1 - t0) * 1000)
-            served_ms.append((t2 - t1) * 1000)
+        call_ms, served_ms = enable_one_by_one(api_port, dns_port, token, domains, 100000)
         print(f"domains={n} (sequential, on a server already holding the imported hosts)")
         print(f"enable_dnssec_call_ms p50={statistics.median(call_ms):.2f} p99={pct(call_ms, 99):.2f}")
         print(f"answer_to_signed_answer_ms p50={statistics.median(served_ms):.2f} p99={pct(served_ms, 99):.2f} max={max(served_ms):.2f}")
         # fleet certificate change, seen at an imported host (CNAME to the partition's TLSA)
         probe = args.probe_host
         _, before = dns_answer(dns_port, probe, 52)
-        cert = os.path.join(work, "c.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                        "-keyout", os.path.join(work, "c.key"), "-out", cert, "-days", "30", "-subj", "/CN=rotated"],
-                       check=True, capture_output=True)
+        cert = make_cert(work, "rotated")
         t0 = time.perf_counter()
         st, v = api(api_port, "PUT", "/v1/partitions/o-v1/certificates", admin, {"current": open(cert).read()})
         t1 = time.perf_counter()

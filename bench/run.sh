@@ -314,13 +314,15 @@ drain() {
 }
 
 DEAD=""
+alive() { # alive SERVER PID WHEN: false, and noted once in stop.txt, when the server's process is gone
+  kill -0 "$2" 2>/dev/null && return 0
+  [[ " $DEAD " == *" $1 "* ]] || { DEAD+=" $1"; echo "$1: process $2 gone $3" | tee -a "$RUN/stop.txt"; }
+  return 1
+}
 for r in $(seq 1 "$ROUNDS"); do
   for s in $SERVERS; do
     port=$(port_of "$s"); pid=$(cat "$(pidf "$s")")
-    if ! kill -0 "$pid" 2>/dev/null; then
-      [[ " $DEAD " == *" $s "* ]] || { DEAD+=" $s"; echo "$s: process $pid gone before round $r" | tee -a "$RUN/stop.txt"; }
-      continue
-    fi
+    alive "$s" "$pid" "before round $r" || continue
     out="$RES/$s-r$r.txt"
     cmd="dnsperf -s 127.0.0.1 -p $port -d $WORK/queries.txt -D -l $DUR -q $OUTQ -c $CLIENTS"
     echo "== round $r/$ROUNDS $s: taskset -c 1 $cmd"
@@ -357,10 +359,7 @@ if [ "$FLOOD" = 1 ]; then
   read -r FN1 FN2 <<<"$(awk '$1 !~ /^x/ {print $1; if (++n == 2) exit}' "$WORK/flood.txt" | paste -sd' ')" || true
   for s in $SERVERS; do
     port=$(port_of "$s"); f=$(pidf "$s"); [ -f "$f" ] || continue; pid=$(cat "$f")
-    if ! kill -0 "$pid" 2>/dev/null; then
-      [[ " $DEAD " == *" $s "* ]] || { DEAD+=" $s"; echo "$s: process $pid gone before the flood" | tee -a "$RUN/stop.txt"; }
-      continue
-    fi
+    alive "$s" "$pid" "before the flood" || continue
     out="$RES/flood-$s.txt"
     cmd="dnsperf -s 127.0.0.1 -p $port -d $WORK/flood.txt -D -l $FLOOD_DUR -q $OUTQ -c $CLIENTS"
     echo "== NXDOMAIN flood $s: taskset -c 1 $cmd (RSS every second)"

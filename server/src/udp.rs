@@ -96,7 +96,6 @@ pub async fn serve(
                 answers += 1;
                 continue;
             }
-            let raw = raw.to_vec();
             answer_general(&socket, &handler, raw, src).await;
         }
         batch.send(&socket, fd, answers).await;
@@ -116,10 +115,10 @@ pub async fn serve(
 async fn answer_general(
     socket: &Arc<UdpSocket>,
     handler: &Arc<DnsHandler>,
-    raw: Vec<u8>,
+    raw: &[u8],
     src: SocketAddr,
 ) {
-    match Request::from_bytes(raw.clone(), src, Protocol::Udp) {
+    match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
         Ok(request) => {
             if request.metadata.message_type == MessageType::Response {
                 return; // never answer answers (reflection)
@@ -132,7 +131,7 @@ async fn answer_general(
                 .handle_request::<_, TokioTime>(&request, reply)
                 .await;
         }
-        Err(_) => formerr(socket, &raw, src).await,
+        Err(_) => formerr(socket, raw, src).await,
     }
 }
 
@@ -381,21 +380,7 @@ pub async fn serve(
             }
             continue;
         }
-        match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
-            Ok(request) => {
-                if request.metadata.message_type == MessageType::Response {
-                    continue; // never answer answers (reflection)
-                }
-                let reply = UdpReply {
-                    socket: socket.clone(),
-                    dst: src,
-                };
-                handler
-                    .handle_request::<_, TokioTime>(&request, reply)
-                    .await;
-            }
-            Err(_) => formerr(&socket, raw, src).await,
-        }
+        answer_general(&socket, &handler, raw, src).await;
     }
 }
 

@@ -796,7 +796,7 @@ impl ZoneManager {
                 let Some(current) = self.catalog.load().get(&st.origin).cloned() else {
                     continue;
                 };
-                (st.origin.clone(), current.due(horizon, Some((&ksk, &zsk))))
+                (st.origin.clone(), current.due(horizon, &ksk, &zsk))
             };
             if due.is_empty() {
                 continue;

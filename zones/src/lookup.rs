@@ -97,15 +97,29 @@ impl Zone {
 
     /// Follows a CNAME chain inside the zone (bounded), adding what it finds.
     fn chase<'z>(&'z self, mut cname: &'z Rrset, qtype: RecordType, out: &mut Vec<&'z Rrset>) {
+        let mut kb = [0u8; KEY_MAX];
         for _ in 0..8 {
-            let Some(RData::CNAME(target)) = cname.first_data() else {
+            // the target's key straight from the pre-encoded RDATA (no decoding per query)
+            let Some(target) = cname.wire().first_rdata_name() else {
                 return;
             };
-            let target = target.0.to_lowercase();
-            if !self.origin.zone_of(&target) || self.cut_above(&target).is_some() {
+            let Some(len) = crate::wire::wire_canonical_key(target, &mut kb) else {
+                return;
+            };
+            let key = &kb[..len];
+            if !key.starts_with(self.origin_key()) {
                 return;
             }
-            let Some(node) = self.node(&target) else {
+            if !self.cuts.is_empty() {
+                let mut d = hickory_proto::serialize::binary::BinDecoder::new(target);
+                let below_cut =
+                    <Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)
+                        .map_or(true, |t| self.cut_above(&t).is_some());
+                if below_cut {
+                    return;
+                }
+            }
+            let Some(node) = self.node_by_key(key) else {
                 return;
             };
             if let Some(r) = node.get(qtype) {

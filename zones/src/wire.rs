@@ -464,6 +464,15 @@ impl RrsetWire {
         }
     }
 
+    /// The first name inside the first record's RDATA (the target of a CNAME, NS, PTR), in
+    /// uncompressed wire form as stored, without decoding anything.
+    pub fn first_rdata_name(&self) -> Option<&[u8]> {
+        (0..self.sig_op() as usize).find_map(|i| match self.op(i) {
+            Op::Name { start, end } => Some(&self.data[start as usize..end as usize]),
+            _ => None,
+        })
+    }
+
     /// Calls `f` with the key tag of each RRSIG.
     pub fn rrsig_key_tags(&self, mut f: impl FnMut(u16)) {
         // type, class, TTL, RDLENGTH; then RRSIG RDATA: type covered, algorithm, labels,
@@ -540,23 +549,7 @@ impl Query<'_> {
     /// Writes the [`canonical_key`](crate::zone::canonical_key) of the question name into
     /// `out` and returns its length.
     pub fn canonical_key(&self, out: &mut [u8; crate::zone::KEY_MAX]) -> usize {
-        let mut n = 0;
-        for &s in self.starts[..self.labels].iter().rev() {
-            let s = s as usize;
-            for &b in &self.lower[s + 1..s + 1 + self.lower[s] as usize] {
-                if b <= 1 {
-                    out[n] = 1;
-                    out[n + 1] = b + 1;
-                    n += 2;
-                } else {
-                    out[n] = b;
-                    n += 1;
-                }
-            }
-            out[n] = 0;
-            n += 1;
-        }
-        n
+        key_from_labels(self.name_wire(), &self.starts[..self.labels], out)
     }
 
     /// The question section as received (letter case kept).
@@ -638,6 +631,44 @@ pub fn parse_query(msg: &[u8]) -> Option<Query<'_>> {
         i += 11;
     }
     (i == msg.len()).then_some(q)
+}
+
+/// Writes the [`canonical_key`](crate::zone::canonical_key) of an uncompressed wire name (any
+/// letter case) into `out` and returns its length; `None` if `name` is not a valid name.
+pub fn wire_canonical_key(name: &[u8], out: &mut [u8; crate::zone::KEY_MAX]) -> Option<usize> {
+    if name_len(name)? != name.len() {
+        return None;
+    }
+    let mut lower = [0u8; 255];
+    let lower = lower.get_mut(..name.len())?;
+    for (d, s) in lower.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let mut starts = [0u8; 128];
+    let labels = label_starts(lower, &mut starts);
+    Some(key_from_labels(lower, &starts[..labels], out))
+}
+
+/// The canonical key of the uncompressed lower-case name `name` whose labels start at `starts`:
+/// labels from the root, 0x00 and 0x01 escaped, each followed by 0x00.
+fn key_from_labels(name: &[u8], starts: &[u8], out: &mut [u8; crate::zone::KEY_MAX]) -> usize {
+    let mut n = 0;
+    for &s in starts.iter().rev() {
+        let s = s as usize;
+        for &b in &name[s + 1..s + 1 + name[s] as usize] {
+            if b <= 1 {
+                out[n] = 1;
+                out[n + 1] = b + 1;
+                n += 2;
+            } else {
+                out[n] = b;
+                n += 1;
+            }
+        }
+        out[n] = 0;
+        n += 1;
+    }
+    n
 }
 
 /// Start of each label of an uncompressed name (the root label excluded), and their number.

@@ -368,11 +368,6 @@ impl Zone {
             .unwrap_or_else(|_| self.origin.clone())
     }
 
-    #[cfg(test)]
-    pub(crate) fn index_len(&self) -> usize {
-        self.index.len()
-    }
-
     /// The [`canonical_key`] of the origin: the zone holds the names whose keys start with it.
     pub fn origin_key(&self) -> &[u8] {
         &self.origin_key
@@ -689,37 +684,6 @@ impl Zone {
             .map(|(k, _)| self.name_of(k.as_slice()))
     }
 
-    /// The greatest name in the chain strictly before `name` (wrapping to the last name).
-    pub fn predecessor(&self, name: &Name) -> Option<Name> {
-        let key = self.rel_key(name);
-        self.index
-            .range(..key.clone())
-            .next_back()
-            .or_else(|| self.index.get_max().map(|(k, v)| (k, v)))
-            .filter(|(k, _)| **k != key)
-            .map(|(k, _)| self.name_of(k.as_slice()))
-    }
-
-    /// The node whose NSEC covers `name` (the greatest name strictly before it, wrapping).
-    pub fn covering(&self, name: &Name) -> Option<(Name, &Arc<Node>)> {
-        let key = self.rel_key(name);
-        self.index
-            .range(..key)
-            .next_back()
-            .or_else(|| self.index.get_max().map(|(k, v)| (k, v)))
-            .map(|(k, v)| (self.name_of(k.as_slice()), v))
-    }
-
-    /// The least name in the chain strictly after `name`, or `None` when `name` is the last.
-    pub fn successor(&self, name: &Name) -> Option<Name> {
-        use std::ops::Bound;
-        let key = self.rel_key(name);
-        self.index
-            .range((Bound::Excluded(key), Bound::Unbounded))
-            .next()
-            .map(|(k, _)| self.name_of(k.as_slice()))
-    }
-
     /// True when `name` owns data or is an empty non-terminal (some name below it exists).
     pub fn name_exists(&self, name: &Name) -> bool {
         let mut k = [0u8; KEY_MAX];
@@ -736,16 +700,10 @@ impl Zone {
             .chain(self.glue.values().flat_map(|n| n.rrsets.iter()))
     }
 
-    /// The (name, type) of every signed RRset whose earliest RRSIG expires before `t`, and of
-    /// every RRset that should be signed but is not.
-    pub fn expiring_before(&self, t: u32) -> Vec<(Name, RecordType)> {
-        self.due(t, None)
-    }
-
-    /// [`Zone::expiring_before`], plus, with `signers` = (KSK tags, ZSK tags), every RRset not
-    /// signed by exactly those keys (DNSKEY, CDS and CDNSKEY by the KSKs, the rest by the ZSKs):
-    /// what a ZSK switch leaves to sign again.
-    pub fn due(&self, t: u32, signers: Option<(&[u16], &[u16])>) -> Vec<(Name, RecordType)> {
+    /// The (name, type) of every RRset that is unsigned, whose earliest RRSIG expires before
+    /// `t`, or that is not signed by exactly the keys with tags `ksk` (DNSKEY, CDS, CDNSKEY) or
+    /// `zsk` (the rest): what is to be signed again, e.g. everything after a ZSK switch.
+    pub fn due(&self, t: u32, ksk: &[u16], zsk: &[u16]) -> Vec<(Name, RecordType)> {
         let mut out = Vec::new();
         let mut tags: Vec<u16> = Vec::with_capacity(4);
         for (key, node) in self.index.iter() {
@@ -755,7 +713,7 @@ impl Zone {
                     continue;
                 }
                 let mut stale = r.earliest_expiration().is_none_or(|e| e < t);
-                if let (false, Some((ksk, zsk))) = (stale, signers) {
+                if !stale {
                     let want = match r.rtype {
                         RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY => ksk,
                         _ => zsk,
