@@ -25,7 +25,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponse;
 use tokio::net::UdpSocket;
 
-use crate::dns::DnsHandler;
+use super::DnsHandler;
 
 /// Binds `n` UDP sockets to `addr` with SO_REUSEPORT (one is enough when n = 1).
 pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>> {

@@ -1,0 +1,261 @@
+//! The command line: the `mxdns` commands and their arguments (clap), and the operator
+//! commands, which act on the data directory with the same use cases as the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hickory_proto::rr::Name;
+
+use crate::config::Config;
+
+pub mod host;
+pub mod keys;
+pub mod provision;
+
+#[derive(Parser)]
+#[command(
+    name = "mxdns",
+    version,
+    about = "Signed authoritative DNS and provisioning for inbound SMTP DANE"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// TOML configuration file (flags and MXDNS_* variables override it).
+    #[arg(long, global = true, env = "MXDNS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory: SQLite database and key files.
+    #[arg(long, global = true, env = "MXDNS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The service zone (default mx.example.).
+    #[arg(long = "service-zone", global = true, env = "MXDNS_SERVICE_ZONE")]
+    pub zone: Option<String>,
+    /// Partition label (repeatable; default o-v1).
+    #[arg(
+        long = "partition",
+        global = true,
+        env = "MXDNS_PARTITIONS",
+        value_delimiter = ','
+    )]
+    pub partitions: Vec<String>,
+    /// DNSSEC algorithm for new keys: 13 (ECDSA P-256) or 15 (Ed25519).
+    #[arg(long, global = true, env = "MXDNS_ALGORITHM")]
+    pub algorithm: Option<u8>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the DNS server and the HTTP API.
+    Serve(ServeArgs),
+    /// Keys: DS for the registrar, list with states, rollovers.
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Tenants (New-Tenant): `tenant add NAME` prints the tenant id and its token.
+    Tenant {
+        #[command(subcommand)]
+        cmd: TenantCmd,
+    },
+    /// Accepted domains of tenants.
+    Domain {
+        #[command(subcommand)]
+        cmd: DomainCmd,
+    },
+    /// Enable-/Disable-DnssecForVerifiedDomain, Get-DnssecStatusForVerifiedDomain.
+    Dnssec {
+        #[command(subcommand)]
+        cmd: DnssecCmd,
+    },
+    /// Enable-/Disable-SmtpDaneInbound.
+    Dane {
+        #[command(subcommand)]
+        cmd: DaneCmd,
+    },
+    /// Partitions: inbound addresses and fleet certificates.
+    Partition {
+        #[command(subcommand)]
+        cmd: PartitionCmd,
+    },
+    /// Add or remove tenant hosts directly in the store (tests, benchmarks, operators).
+    Host {
+        #[command(subcommand)]
+        cmd: HostCmd,
+    },
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// DNS listen address, UDP and TCP (repeatable; IPv6 as [::1]:5300).
+    #[arg(long = "dns-listen", env = "MXDNS_DNS_LISTEN", value_delimiter = ',')]
+    pub dns_listen: Vec<SocketAddr>,
+    /// HTTP API listen address.
+    #[arg(long, env = "MXDNS_API_LISTEN")]
+    pub api_listen: Option<SocketAddr>,
+    /// Worker threads (0: one per core).
+    #[arg(long, env = "MXDNS_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Print the DS RRset of a zone apex (default: the service zone) in presentation format:
+    /// one DS per KSK in its DNSKEY RRset (the trust anchor; what the parent should serve).
+    Ds {
+        #[arg(long = "zone")]
+        for_zone: Option<String>,
+    },
+    /// List every key with its state, what it does now and the next scheduled step.
+    List {
+        #[arg(long = "zone")]
+        for_zone: Option<String>,
+        /// Print JSON (the admin API's answer) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rollovers: `--check` carries out every step that is due (safe from cron, while the
+    /// server runs or not, twice at once); `--zone Z --zsk|--ksk --now` starts one now.
+    Roll(RollArgs),
+    /// The parent of a zone (the apex) serves the DS of its incoming KSK: go on.
+    DsSeen {
+        #[arg(long = "zone")]
+        for_zone: String,
+    },
+}
+
+#[derive(Args)]
+pub struct RollArgs {
+    /// Carry out every due step of every zone.
+    #[arg(long, conflicts_with_all = ["for_zone", "zsk", "ksk", "now"])]
+    pub check: bool,
+    /// The zone of an unscheduled rollover.
+    #[arg(long = "zone", requires = "now")]
+    pub for_zone: Option<String>,
+    #[arg(long, conflicts_with = "ksk")]
+    pub zsk: bool,
+    #[arg(long)]
+    pub ksk: bool,
+    /// Start the rollover now (the waiting times that keep validation working still apply).
+    #[arg(long, requires = "for_zone")]
+    pub now: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TenantCmd {
+    Add { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum DomainCmd {
+    /// Add an accepted domain to a tenant.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        domain: String,
+        /// Add it as not (yet) verified.
+        #[arg(long)]
+        unverified: bool,
+    },
+    /// Enable DNSSEC and DANE for every domain of FILE (one per line), batch by batch. Run it
+    /// again after an interruption: what is done is skipped.
+    Import {
+        file: PathBuf,
+        /// Add domains that are not accepted yet, verified, to this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Enable DNSSEC only (leave DANE as it is).
+        #[arg(long)]
+        no_dane: bool,
+        /// Domains per transaction.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DnssecCmd {
+    Enable { domain: String },
+    Disable { domain: String },
+    Status { domain: String },
+}
+
+#[derive(Subcommand)]
+pub enum DaneCmd {
+    Enable { domain: String },
+    Disable { domain: String },
+}
+
+#[derive(Subcommand)]
+pub enum PartitionCmd {
+    /// Set the fleet certificates of a partition from PEM files.
+    Certificates {
+        partition: String,
+        #[arg(long)]
+        current: PathBuf,
+        #[arg(long)]
+        next: Option<PathBuf>,
+        #[arg(long = "issuer")]
+        issuers: Vec<PathBuf>,
+    },
+    /// Set the inbound addresses of a partition.
+    Addresses {
+        partition: String,
+        #[arg(required = true)]
+        addresses: Vec<std::net::IpAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HostCmd {
+    /// Publish A/AAAA at NAME and TLSA at _25._tcp.NAME (replacing what was there).
+    Add {
+        name: String,
+        #[arg(long = "a")]
+        a: Vec<std::net::Ipv4Addr>,
+        #[arg(long = "aaaa")]
+        aaaa: Vec<std::net::Ipv6Addr>,
+        /// TLSA record data, e.g. "3 1 1 <sha256 hex>" (repeatable).
+        #[arg(long = "tlsa")]
+        tlsa: Vec<String>,
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
+    /// Remove NAME and its TLSA name.
+    Remove { name: String },
+    /// Add COUNT synthetic hosts t1..tCOUNT (the benchmark zone of shared/bench/gen-zone.py).
+    BulkAdd {
+        /// Zone to add them to (default: the first partition).
+        #[arg(long = "in-zone")]
+        in_zone: Option<String>,
+        #[arg(long)]
+        count: u32,
+        #[arg(long, default_value_t = 3600)]
+        ttl: u32,
+    },
+}
+
+/// The served zone that holds `name` (deepest match).
+pub fn zone_for(config: &Config, name: &Name) -> anyhow::Result<Name> {
+    let mut zones = config.partition_names()?;
+    zones.push(config.zone_name()?);
+    zones
+        .into_iter()
+        .filter(|z| z.zone_of(name) && z != name)
+        .max_by_key(|z| z.num_labels())
+        .with_context(|| format!("{name} is not below a zone of this server"))
+}
+
+/// A host or zone name from the command line: absolute, lower case.
+pub fn parse_name(s: &str) -> anyhow::Result<Name> {
+    let mut n = Name::from_ascii(s).with_context(|| format!("bad name {s}"))?;
+    n.set_fqdn(true);
+    Ok(n.to_lowercase())
+}

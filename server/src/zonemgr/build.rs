@@ -1,0 +1,212 @@
+//! Building a zone from scratch (at start) and the records the server itself owns in every
+//! zone: SOA, NS and their addresses, DNSKEY, CDS/CDNSKEY, child delegations with DS.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::{Name, RData, RecordType};
+use zones::{Change, Rrset, Zone};
+
+use super::{next_serial, release_free_memory, Catalog, ZoneManager, ZoneState};
+
+impl ZoneManager {
+    /// Builds all zones from scratch (at start): system records, stored content, all signed now.
+    pub(super) fn rebuild(&self) -> anyhow::Result<()> {
+        let mut inner = self.inner.lock().expect("zone manager lock");
+        let inner = &mut *inner;
+        let now = self.clock.now();
+        let mut built = Vec::new();
+        for i in 0..inner.zones.len() {
+            let st = &inner.zones[i];
+            let serial = next_serial(inner.store.serial(&st.origin)?);
+            let signer = self.signer(st, now);
+            let t0 = std::time::Instant::now();
+            let zone = Zone::new(
+                st.origin.clone(),
+                self.config.ttl.soa,
+                self.soa(&st.origin, serial),
+                &signer,
+            )?;
+            let changes = self.system_rrsets(&inner.zones, i, now)?;
+            let mut n = changes.len();
+            let mut zone = zone.apply(changes, &signer)?;
+            // stored content page by page: what is in flight stays bounded, whatever the size
+            let mut after = String::new();
+            loop {
+                let (page, next) = inner.store.zone_rrsets_page(&st.origin, &after, 100_000)?;
+                let changes: Vec<Change> = page
+                    .into_iter()
+                    .filter_map(|r| Rrset::new(r.owner.to_lowercase(), r.ttl, r.data))
+                    .map(Change::Put)
+                    .collect();
+                n += changes.len();
+                zone = zone.apply(changes, &signer)?;
+                match next {
+                    Some(a) => after = a,
+                    None => break,
+                }
+            }
+            inner.store.set_serial(&st.origin, serial)?;
+            tracing::info!(zone = %st.origin, serial, rrsets = n, names = zone.len(), ms = t0.elapsed().as_millis() as u64, "zone built and signed");
+            built.push(Arc::new(zone));
+        }
+        built.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
+        self.catalog.store(Arc::new(Catalog { zones: built }));
+        release_free_memory();
+        Ok(())
+    }
+
+    pub(super) fn soa(&self, origin: &Name, serial: u32) -> SOA {
+        let ns1 = Name::from_ascii("ns1")
+            .expect("label")
+            .append_domain(origin)
+            .expect("short");
+        let rname = Name::from_ascii("hostmaster")
+            .expect("label")
+            .append_domain(origin)
+            .expect("short");
+        SOA::new(
+            ns1,
+            rname,
+            serial,
+            3600,
+            600,
+            1_209_600,
+            self.config.ttl.negative,
+        )
+    }
+
+    pub(super) fn ns_names(origin: &Name) -> Vec<Name> {
+        ["ns1", "ns2"]
+            .iter()
+            .map(|l| {
+                Name::from_ascii(l)
+                    .expect("label")
+                    .append_domain(origin)
+                    .expect("short")
+            })
+            .collect()
+    }
+
+    pub(super) fn address_rrsets(&self, owner: &Name) -> Vec<Change> {
+        let ttl = self.config.ttl.ns;
+        let v4: Vec<RData> = self
+            .config
+            .ns_addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(RData::A(A(*v))),
+                _ => None,
+            })
+            .collect();
+        let v6: Vec<RData> = self
+            .config
+            .ns_addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v) => Some(RData::AAAA(AAAA(*v))),
+                _ => None,
+            })
+            .collect();
+        [v4, v6]
+            .into_iter()
+            .filter_map(|d| Rrset::new(owner.clone(), ttl, d))
+            .map(Change::Put)
+            .collect()
+    }
+
+    /// The records the server itself owns in zone `i` at `now`: NS and their addresses,
+    /// DNSKEY (and CDS/CDNSKEY while the apex's new KSK waits for the parent), and for each
+    /// child zone its delegation (NS, glue, DS).
+    pub(super) fn system_rrsets(
+        &self,
+        zones: &[ZoneState],
+        i: usize,
+        now: u32,
+    ) -> anyhow::Result<Vec<Change>> {
+        let st = &zones[i];
+        let ttl = &self.config.ttl;
+        let mut out = Vec::new();
+        let ns = Self::ns_names(&st.origin);
+        out.push(Change::Put(
+            Rrset::new(
+                st.origin.clone(),
+                ttl.ns,
+                ns.iter().map(|n| RData::NS(NS(n.clone()))).collect(),
+            )
+            .expect("ns"),
+        ));
+        for n in &ns {
+            out.extend(self.address_rrsets(n));
+        }
+        let sets = st.sets(now);
+        let dnskeys: Vec<RData> = st
+            .pairs(&sets.dnskey)
+            .into_iter()
+            .map(|k| RData::DNSSEC(DNSSECRData::DNSKEY(k.dnskey.clone())))
+            .collect();
+        out.push(Change::Put(
+            Rrset::new(st.origin.clone(), ttl.dnskey, dnskeys).ok_or_else(|| anyhow!("no keys"))?,
+        ));
+        let cds: Vec<RData> = st
+            .pairs(&sets.cds)
+            .into_iter()
+            .map(|k| RData::DNSSEC(DNSSECRData::CDS(k.cds(&st.origin))))
+            .collect();
+        let cdnskey: Vec<RData> = st
+            .pairs(&sets.cds)
+            .into_iter()
+            .map(|k| RData::DNSSEC(DNSSECRData::CDNSKEY(k.cdnskey())))
+            .collect();
+        for (rtype, data) in [(RecordType::CDS, cds), (RecordType::CDNSKEY, cdnskey)] {
+            match Rrset::new(st.origin.clone(), ttl.dnskey, data) {
+                Some(r) => out.push(Change::Put(r)),
+                None => out.push(Change::Delete(st.origin.clone(), rtype)),
+            }
+        }
+        for child in zones
+            .iter()
+            .filter(|c| c.parent.as_ref() == Some(&st.origin))
+        {
+            let cns = Self::ns_names(&child.origin);
+            out.push(Change::Put(
+                Rrset::new(
+                    child.origin.clone(),
+                    ttl.ns,
+                    cns.iter().map(|n| RData::NS(NS(n.clone()))).collect(),
+                )
+                .expect("ns"),
+            ));
+            for n in &cns {
+                out.extend(self.address_rrsets(n));
+            }
+            let ds: Vec<RData> = child
+                .pairs(&child.sets(now).parent_ds)
+                .into_iter()
+                .map(|k| RData::DNSSEC(DNSSECRData::DS(k.ds(&child.origin))))
+                .collect();
+            if let Some(r) = Rrset::new(child.origin.clone(), ttl.ds, ds) {
+                out.push(Change::Put(r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names the server owns in a zone (`ns`: its name servers' names); stored content never
+    /// overrides them.
+    pub(super) fn is_system_name(
+        zones: &[ZoneState],
+        zone: &Name,
+        ns: &[Name],
+        owner: &Name,
+    ) -> bool {
+        owner == zone
+            || ns.contains(owner)
+            || zones
+                .iter()
+                .any(|c| c.parent.as_ref() == Some(zone) && c.origin.zone_of(owner))
+    }
+}

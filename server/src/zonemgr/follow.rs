@@ -1,0 +1,209 @@
+//! Following the store: the change log (writes of this process or another) and the zones' key
+//! versions (rollover steps) become new signed snapshots.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use hickory_proto::rr::{Name, RData, RecordType};
+use zones::{Change, Rrset, Zone};
+
+use super::{load_keys, next_serial, release_free_memory, Inner, ZoneManager, SYNC_BATCH};
+
+impl ZoneManager {
+    /// Applies every change logged in the store since the last call. Returns how many owners
+    /// were brought up to date.
+    pub fn sync(&self) -> anyhow::Result<usize> {
+        let mut total = 0;
+        // one batch of the log at a time, the zone manager released between them (a bulk
+        // import's backlog does not hold back the other writers' turns)
+        loop {
+            let mut guard = self.inner.lock().expect("zone manager lock");
+            let inner = &mut *guard;
+            let batch = inner.store.changes_since(inner.last_seq, SYNC_BATCH)?;
+            let Some(last) = batch.last().map(|c| c.0) else {
+                break;
+            };
+            let mut touched: BTreeMap<Name, BTreeSet<Name>> = BTreeMap::new();
+            for (_, zone, owner) in batch {
+                touched.entry(zone).or_default().insert(owner);
+            }
+            let after = inner.last_seq;
+            for (zone, owners) in touched {
+                total += owners.len();
+                self.apply_owners(inner, &zone, owners, (after, last))?;
+            }
+            inner.last_seq = last;
+        }
+        let (zones, resign) = {
+            let mut guard = self.inner.lock().expect("zone manager lock");
+            self.follow_keys(&mut guard)?
+        };
+        total += zones;
+        if resign {
+            // a new ZSK signs: everything signed by the old one is signed again, in chunks
+            total += self.refresh_signatures()?;
+        }
+        if total >= 10_000 {
+            // a bulk change (an import) leaves freed build memory behind; give it back
+            release_free_memory();
+        }
+        Ok(total)
+    }
+
+    /// Reloads the keys of every zone whose `key_version` moved (a rollover step, by this
+    /// process or another) and publishes what changed: DNSKEY, CDS/CDNSKEY, the DS in the
+    /// parent. Returns how many zones, and whether a zone's signing ZSK changed (then
+    /// [`ZoneManager::refresh_signatures`] signs what the old one signed).
+    pub(super) fn follow_keys(&self, inner: &mut Inner) -> anyhow::Result<(usize, bool)> {
+        let now = self.clock.now();
+        let mut dirty: BTreeMap<usize, bool> = BTreeMap::new(); // zone index -> re-sign all
+        for (zone, version) in inner.store.key_versions()? {
+            let Some(idx) = inner.zones.iter().position(|z| z.origin == zone) else {
+                continue;
+            };
+            if inner.zones[idx].key_version == version {
+                continue;
+            }
+            let rows = inner.store.keys(&zone)?;
+            let st = &mut inner.zones[idx];
+            let before = st.sets(now);
+            st.keys = load_keys(&self.config, &rows)?;
+            st.key_version = version;
+            let after = st.sets(now);
+            tracing::info!(zone = %zone, key_version = version, dnskey = ?after.dnskey.len(), "keys changed");
+            let resign = before.zsk_signers != after.zsk_signers;
+            *dirty.entry(idx).or_default() |= resign;
+            if let Some(p) = st.parent.clone() {
+                if let Some(pi) = inner.zones.iter().position(|z| z.origin == p) {
+                    dirty.entry(pi).or_default();
+                }
+            }
+        }
+        let n = dirty.len();
+        let mut resign = false;
+        for (idx, resign_all) in dirty {
+            self.update_system(inner, idx)?;
+            resign |= resign_all;
+        }
+        Ok((n, resign))
+    }
+
+    /// Brings the records the server owns in zone `idx` (NS, addresses, DNSKEY, CDS/CDNSKEY,
+    /// child delegations) up to date and signs the DNSKEY RRset again; commits with a new serial.
+    pub(super) fn update_system(&self, inner: &mut Inner, idx: usize) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let origin = inner.zones[idx].origin.clone();
+        let current = self
+            .catalog
+            .load()
+            .get(&origin)
+            .cloned()
+            .ok_or_else(|| anyhow!("zone {origin} not built"))?;
+        let mut changes = Vec::new();
+        for c in self.system_rrsets(&inner.zones, idx, now)? {
+            let keep = match &c {
+                Change::Put(r) => current
+                    .node(&r.name())
+                    .and_then(|n| n.get(r.rtype))
+                    .is_none_or(|cur| !cur.same_data(r)),
+                Change::Delete(name, t) => current.node(name).and_then(|n| n.get(*t)).is_some(),
+                _ => true,
+            };
+            if keep {
+                changes.push(c);
+            }
+        }
+        // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
+        changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
+        self.commit(inner, idx, &current, changes)
+    }
+
+    /// Brings `owners` (logged in `zone_name` in the change log's range `seqs`) in step with the
+    /// store.
+    pub(super) fn apply_owners(
+        &self,
+        inner: &mut Inner,
+        zone_name: &Name,
+        owners: BTreeSet<Name>,
+        seqs: (i64, i64),
+    ) -> anyhow::Result<()> {
+        let Some(idx) = inner.zones.iter().position(|z| z.origin == *zone_name) else {
+            tracing::warn!(zone = %zone_name, "change for a zone that is not served; ignored");
+            return Ok(());
+        };
+        let catalog = self.catalog.load();
+        let current = catalog
+            .get(zone_name)
+            .ok_or_else(|| anyhow!("zone {zone_name} not built"))?
+            .clone();
+        let mut changes = Vec::new();
+        let ns = Self::ns_names(zone_name);
+        // what the store holds now at every owner of the range, in one query
+        let mut stored_at: std::collections::HashMap<Name, Vec<provisioner::StoredRrset>> =
+            std::collections::HashMap::with_capacity(owners.len());
+        for r in inner.store.rrsets_changed(zone_name, seqs.0, seqs.1)? {
+            stored_at.entry(r.owner.clone()).or_default().push(r);
+        }
+        for owner in owners {
+            if !zone_name.zone_of(&owner)
+                || Self::is_system_name(&inner.zones, zone_name, &ns, &owner)
+            {
+                tracing::warn!(zone = %zone_name, owner = %owner, "stored records at a name the server owns; ignored");
+                continue;
+            }
+            let stored = stored_at.remove(&owner).unwrap_or_default();
+            let node = current.node(&owner);
+            let mut types = BTreeSet::new();
+            for r in stored {
+                types.insert(u16::from(r.rtype));
+                let Some(new) = Rrset::new(owner.clone(), r.ttl, r.data) else {
+                    continue;
+                };
+                let same = node
+                    .and_then(|n| n.get(new.rtype))
+                    .is_some_and(|cur| cur.same_data(&new));
+                if !same {
+                    changes.push(Change::Put(new));
+                }
+            }
+            if let Some(node) = node {
+                for r in &node.rrsets {
+                    if !types.contains(&u16::from(r.rtype)) {
+                        changes.push(Change::Delete(owner.clone(), r.rtype));
+                    }
+                }
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.commit(inner, idx, &current, changes)
+    }
+
+    /// Applies changes plus a new SOA to zone `idx`, stores the serial, publishes the snapshot.
+    pub(super) fn commit(
+        &self,
+        inner: &mut Inner,
+        idx: usize,
+        current: &Zone,
+        mut changes: Vec<Change>,
+    ) -> anyhow::Result<()> {
+        let st = &inner.zones[idx];
+        // never below what was served before (a checkpoint may be older than the last serial)
+        let serial = next_serial(current.serial().max(inner.store.serial(&st.origin)?));
+        changes.push(Change::Put(
+            Rrset::new(
+                st.origin.clone(),
+                self.config.ttl.soa,
+                vec![RData::SOA(self.soa(&st.origin, serial))],
+            )
+            .expect("soa"),
+        ));
+        let signer = self.signer(st, self.clock.now());
+        let new = current.apply(changes, &signer)?;
+        inner.store.set_serial(&st.origin, serial)?;
+        self.publish(Arc::new(new));
+        Ok(())
+    }
+}

@@ -1,0 +1,52 @@
+//! Signatures signed again before they expire, or when the keys that sign changed.
+
+use zones::Change;
+
+use super::{ZoneManager, RESIGN_CHUNK};
+
+impl ZoneManager {
+    /// Signs again every RRset whose signatures expire within the refresh window, that lacks
+    /// them, or that is not signed by exactly the keys that sign now (after a ZSK switch: the
+    /// old key's signatures stay valid while it is published, `keys.timing` Iret after the
+    /// switch, and this finishes within minutes). What is due is found once per zone, then
+    /// signed in chunks of `RESIGN_CHUNK` RRsets, each its own snapshot, with the zone manager
+    /// released in between so that provisioning changes keep their latency. Returns how many
+    /// RRsets were signed.
+    pub fn refresh_signatures(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let mut total = 0;
+        let zones = self.inner.lock().expect("zone manager lock").zones.len();
+        for idx in 0..zones {
+            let (origin, due) = {
+                let guard = self.inner.lock().expect("zone manager lock");
+                let st = &guard.zones[idx];
+                let horizon = now.saturating_add(self.config.signature_policy(&st.origin).refresh);
+                let sets = st.sets(now);
+                let tags =
+                    |ids: &[i64]| -> Vec<u16> { st.pairs(ids).iter().map(|k| k.key_tag).collect() };
+                let (ksk, zsk) = (tags(&sets.ksk_signers), tags(&sets.zsk_signers));
+                let Some(current) = self.catalog.load().get(&st.origin).cloned() else {
+                    continue;
+                };
+                (st.origin.clone(), current.due(horizon, &ksk, &zsk))
+            };
+            if due.is_empty() {
+                continue;
+            }
+            total += due.len();
+            tracing::info!(zone = %origin, rrsets = due.len(), "signing again: expiring, or not signed by the current keys");
+            for chunk in due.chunks(RESIGN_CHUNK) {
+                let mut guard = self.inner.lock().expect("zone manager lock");
+                let Some(current) = self.catalog.load().get(&origin).cloned() else {
+                    break;
+                };
+                let changes = chunk
+                    .iter()
+                    .map(|(n, t)| Change::Resign(n.clone(), *t))
+                    .collect();
+                self.commit(&mut guard, idx, &current, changes)?;
+            }
+        }
+        Ok(total)
+    }
+}
