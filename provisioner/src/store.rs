@@ -225,8 +225,21 @@ impl Store {
 
     /// Opens with a given busy timeout (how long a write waits for another writer).
     pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<Self> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(busy)?;
+        let mut conn = Connection::open(path)?;
+        // SQLite's own busy handler sleeps longer and longer (up to 100 ms between tries): a
+        // writer waiting for a bulk import's transaction would mostly miss the short gaps
+        // between them. This one tries again every millisecond until `busy` has passed.
+        let mut since = std::time::Instant::now();
+        conn.busy_handler(Some(move |count: i32| {
+            if count == 0 {
+                since = std::time::Instant::now();
+            }
+            if since.elapsed() >= busy {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            true
+        }))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -435,13 +448,31 @@ impl Store {
         Ok(out)
     }
 
-    /// The highest change sequence number (0 when none).
+    /// The highest change sequence number ever written (0 when none). Read from
+    /// `sqlite_sequence` too, so that it stays right after the log was pruned.
     pub fn last_change(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name='changes'), 0),
+                        COALESCE((SELECT MAX(seq) FROM changes), 0))",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The first change after `seq`: its sequence number and when it was written (seconds).
+    pub fn first_change_after(&self, seq: i64) -> Result<Option<(i64, i64)>> {
         Ok(self
             .conn
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-                r.get(0)
-            })?)
+            .prepare_cached("SELECT seq, at FROM changes WHERE seq > ?1 ORDER BY seq LIMIT 1")?
+            .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// How many entries the change log holds.
+    pub fn change_count(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))?)
     }
 
     /// Changes after `seq`, oldest first, at most `limit`.
@@ -464,13 +495,52 @@ impl Store {
         Ok(out)
     }
 
-    /// Forgets change log entries older than `before` (seconds), keeping the newest one.
-    pub fn prune_changes(&mut self, before: i64) -> Result<usize> {
+    /// Deletes the change-log entries up to `upto` (a checkpoint covers them), at most `chunk`
+    /// per transaction so that other writers are held back by one short transaction at a time.
+    /// Returns how many went in this call; call again until it returns less than `chunk`.
+    /// [`Store::last_change`] stays right (it also reads `sqlite_sequence`).
+    pub fn prune_changes(&mut self, upto: i64, chunk: usize) -> Result<usize> {
         Ok(self.conn.execute(
-            "DELETE FROM changes WHERE at < ?1 AND seq < (SELECT MAX(seq) FROM changes)",
-            [before],
+            "DELETE FROM changes WHERE seq IN
+               (SELECT seq FROM changes WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+            params![upto, chunk as i64],
         )?)
     }
+}
+
+thread_local! {
+    /// The (zone, owner) pairs [`write_batch`] logged on this thread while [`collect_touched`]
+    /// runs; `None` when nobody collects or more than [`TOUCHED_MAX`] were written.
+    static TOUCHED: std::cell::RefCell<Option<Vec<(Name, Name)>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Owners collected by [`collect_touched`] at most (a bulk change collects nothing).
+pub const TOUCHED_MAX: usize = 4096;
+
+/// Runs `f` and returns, besides its result, the (zone, owner) pairs that the zone-content
+/// writes made by `f` on this thread logged (committed or not: a caller re-reads their stored
+/// state, which is right either way), or `None` when there were more than [`TOUCHED_MAX`].
+/// The running server uses it to serve one API change right away, ahead of the change log's
+/// backlog.
+pub fn collect_touched<T>(f: impl FnOnce() -> T) -> (T, Option<Vec<(Name, Name)>>) {
+    let outer = TOUCHED.with(|t| t.borrow_mut().replace(Vec::new()));
+    let out = f();
+    let touched = TOUCHED.with(|t| std::mem::replace(&mut *t.borrow_mut(), outer));
+    (out, touched)
+}
+
+fn note_touched(zone: &Name, owner: &Name) {
+    TOUCHED.with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some(v) = t.as_mut() {
+            if v.len() >= TOUCHED_MAX {
+                *t = None;
+            } else {
+                v.push((zone.to_lowercase(), owner.to_lowercase()));
+            }
+        }
+    });
 }
 
 /// Writes a batch inside an open transaction; see [`Store::write`].
@@ -485,6 +555,7 @@ pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64>
     for op in &batch.ops {
         let (zone, owner) = match op {
             BatchOp::Put { zone, rrset } => {
+                note_touched(zone, &rrset.owner);
                 let (z, o) = (key(zone), key(&rrset.owner));
                 let t = u16::from(rrset.rtype);
                 del_type.execute(params![z, o, t])?;
@@ -494,11 +565,13 @@ pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64>
                 (z, o)
             }
             BatchOp::Delete { zone, owner, rtype } => {
+                note_touched(zone, owner);
                 let (z, o) = (key(zone), key(owner));
                 del_type.execute(params![z, o, u16::from(*rtype)])?;
                 (z, o)
             }
             BatchOp::DeleteName { zone, owner } => {
+                note_touched(zone, owner);
                 let (z, o) = (key(zone), key(owner));
                 del_name.execute(params![z, o])?;
                 (z, o)
@@ -708,6 +781,92 @@ mod tests {
         // reopening keeps everything and does not migrate twice
         let s = Store::open(&dir.path().join("db")).unwrap();
         assert_eq!(s.last_change().unwrap(), 3);
+    }
+
+    #[test]
+    fn pruning_keeps_the_log_after_the_position_and_the_last_sequence_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let z = Name::from_str("o-v1.mx.example.").unwrap();
+        for i in 0..10u8 {
+            let owner = Name::from_str(&format!("h{i}.o-v1.mx.example.")).unwrap();
+            let data = vec![RData::A(A::new(192, 0, 2, i))];
+            s.write(
+                &Batch {
+                    ops: vec![BatchOp::set(&z, &owner, RecordType::A, 300, data)],
+                },
+                i as i64,
+            )
+            .unwrap();
+        }
+        // in chunks of 3: 3, 3, 1 (less than a chunk: done)
+        assert_eq!(s.prune_changes(7, 3).unwrap(), 3);
+        assert_eq!(s.prune_changes(7, 3).unwrap(), 3);
+        assert_eq!(s.prune_changes(7, 3).unwrap(), 1);
+        assert_eq!(s.prune_changes(7, 3).unwrap(), 0);
+        let left: Vec<i64> = s
+            .changes_since(0, 100)
+            .unwrap()
+            .iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(left, vec![8, 9, 10]);
+        assert_eq!(s.first_change_after(0).unwrap(), Some((8, 7)));
+        // everything pruned: the last sequence number is still known, and the next follows it
+        s.prune_changes(10, 100).unwrap();
+        assert_eq!(s.change_count().unwrap(), 0);
+        assert_eq!(s.last_change().unwrap(), 10);
+        let owner = Name::from_str("h0.o-v1.mx.example.").unwrap();
+        let seq = s
+            .write(
+                &Batch {
+                    ops: vec![BatchOp::set(&z, &owner, RecordType::A, 300, vec![])],
+                },
+                11,
+            )
+            .unwrap();
+        assert_eq!(seq, 11);
+    }
+
+    #[test]
+    fn writes_on_this_thread_are_collected_until_too_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("db")).unwrap();
+        let z = Name::from_str("o-v1.mx.example.").unwrap();
+        let op = |i: usize| {
+            let owner = Name::from_str(&format!("H{i}.o-v1.mx.example.")).unwrap();
+            BatchOp::DeleteName {
+                zone: z.clone(),
+                owner,
+            }
+        };
+        let ((), touched) = collect_touched(|| {
+            s.write(
+                &Batch {
+                    ops: vec![op(1), op(2)],
+                },
+                1,
+            )
+            .unwrap();
+        });
+        let want: Vec<(Name, Name)> = [1, 2]
+            .iter()
+            .map(|i| {
+                (
+                    z.clone(),
+                    Name::from_str(&format!("h{i}.o-v1.mx.example.")).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(touched, Some(want), "lower-cased, in order");
+        let ((), touched) = collect_touched(|| {
+            let ops = (0..=TOUCHED_MAX).map(op).collect();
+            s.write(&Batch { ops }, 2).unwrap();
+        });
+        assert_eq!(touched, None, "a bulk change is not listed");
+        // nothing is collected outside
+        s.write(&Batch { ops: vec![op(3)] }, 3).unwrap();
+        assert!(TOUCHED.with(|t| t.borrow().is_none()));
     }
 
     #[test]
