@@ -214,7 +214,15 @@ fn an_import_killed_midway_resumes_and_every_domain_is_served() {
         .arg(s.data_dir())
         .args(["domain", "import"])
         .arg(&file)
-        .args(["--tenant", &tenant, "--batch", "500"])
+        // batches of exactly 500 (no cut by time), so the boundary is known
+        .args([
+            "--tenant",
+            &tenant,
+            "--batch",
+            "500",
+            "--max-hold-ms",
+            "600000",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -4,10 +4,15 @@
 //! - The whole list is checked first (names); a bad line changes nothing.
 //! - Domains go in batches, each one SQLite transaction: a batch is in the store whole or not
 //!   at all, whatever stops the import (an error, a kill, a crash).
+//! - A batch is short: at most `batch` domains and about `max_hold` of work (50 ms), so that
+//!   other API calls, which need the same store and SQLite's one writer, get in between
+//!   batches (a pause of `pause` after each one lets a waiting caller take the store first).
 //! - Running the same import again resumes it: domains already enabled are skipped, so only
 //!   what an interruption left undone is written.
 
 use std::collections::HashMap;
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Name;
 
@@ -23,8 +28,14 @@ pub struct ImportOptions {
     pub tenant: Option<String>,
     /// Enable SMTP DANE too (default); without it DANE is left as it is.
     pub dane: bool,
-    /// Domains per transaction.
+    /// Domains per transaction at most.
     pub batch: usize,
+    /// A transaction takes no more domains once it has been open this long (it always takes
+    /// one): the longest other API calls wait for the import.
+    pub max_hold: Duration,
+    /// Pause after each transaction, so that a caller waiting for the store (this process's
+    /// lock, or SQLite's write lock from another process) takes it before the next batch.
+    pub pause: Duration,
 }
 
 impl Default for ImportOptions {
@@ -33,6 +44,8 @@ impl Default for ImportOptions {
             tenant: None,
             dane: true,
             batch: 10_000,
+            max_hold: Duration::from_millis(50),
+            pause: Duration::from_millis(2),
         }
     }
 }
@@ -108,7 +121,7 @@ impl Provisioner {
             return Err(ApiError::forbidden());
         }
         if let Some(t) = &opts.tenant {
-            let store = self.store.lock().expect("store lock");
+            let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
             let exists = tenancy::tenant_exists(store.conn(), t).map_err(|e| {
                 ApiError::new(
                     409,
@@ -129,38 +142,45 @@ impl Provisioner {
             ..Default::default()
         };
         let batch = opts.batch.clamp(1, 100_000);
-        for (bi, chunk) in domains.chunks(batch).enumerate() {
-            let mut store = self.store.lock().expect("store lock");
-            let result = store.transaction_with(|tx| -> Result<(usize, usize), Stop> {
+        let mut at = 0;
+        while at < domains.len() {
+            let chunk = &domains[at..(at + batch).min(domains.len())];
+            // a panic inside the transaction rolled it back (the transaction is dropped while
+            // unwinding) and the store holds nothing else: it is safe to use after the poison
+            let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = store.transaction_with(|tx| -> Result<(usize, usize, usize), Stop> {
                 self.import_batch(tx, chunk, opts)
             });
             drop(store);
             match result {
-                Ok((enabled, already)) => {
+                Ok((taken, enabled, already)) => {
                     report.enabled += enabled;
                     report.already += already;
                     report.batches += 1;
+                    at += taken;
                 }
                 Err(stop) => {
-                    let done = bi * batch;
                     let why = match stop {
                         Stop::Domain(e) => format!("{}: {}", e.code, e.details),
                         Stop::Db(e) => format!("the store failed: {e}"),
                     };
-                    tracing::warn!(done, batch = bi + 1, reason = %why, "import stopped");
+                    tracing::warn!(done = at, batch = report.batches + 1, reason = %why, "import stopped");
                     return Err(ApiError::new(
                         409,
                         "ImportFailed",
                         format!(
-                            "Batch {} (domains {}..{}) was not imported: {why}. The {done} domains before it are done; fix the list and run the same import again: what is done is skipped.",
-                            bi + 1,
-                            done + 1,
-                            done + chunk.len()
+                            "Batch {} (domains {}..{}) was not imported: {why}. The {at} domains before it are done; fix the list and run the same import again: what is done is skipped.",
+                            report.batches + 1,
+                            at + 1,
+                            at + chunk.len()
                         ),
                     ));
                 }
             }
-            progress(bi * batch + chunk.len(), domains.len());
+            progress(at, domains.len());
+            if at < domains.len() {
+                std::thread::sleep(opts.pause);
+            }
         }
         tracing::info!(
             total = report.total,
@@ -171,12 +191,15 @@ impl Provisioner {
         Ok(report)
     }
 
+    /// Imports the first domains of `chunk` in `tx`: all of them, or as many as fit in
+    /// `opts.max_hold` (at least one). Returns how many were taken, enabled, already done.
     fn import_batch(
         &self,
         tx: &rusqlite::Transaction<'_>,
         chunk: &[String],
         opts: &ImportOptions,
-    ) -> Result<(usize, usize), Stop> {
+    ) -> Result<(usize, usize, usize), Stop> {
+        let started = Instant::now();
         let t = now();
         // per partition: its row, whether it has fleet certificates, its load
         let mut parts: HashMap<String, (PartitionRow, bool, i64)> = HashMap::new();
@@ -192,8 +215,12 @@ impl Provisioner {
             parts.insert(p.clone(), (row, certs, load));
         }
         let mut ops = Vec::with_capacity(chunk.len() * 3);
-        let (mut enabled, mut already) = (0, 0);
+        let (mut enabled, mut already, mut taken) = (0, 0, 0);
         for domain in chunk {
+            if taken > 0 && started.elapsed() >= opts.max_hold {
+                break;
+            }
+            taken += 1;
             let fail = |code: &'static str, status: u16, details: String| {
                 Stop::Domain(ApiError::new(status, code, format!("{domain}: {details}")))
             };
@@ -294,13 +321,62 @@ impl Provisioner {
             enabled += 1;
         }
         write_batch(tx, &Batch { ops }, t)?;
-        Ok((enabled, already))
+        Ok((taken, enabled, already))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn provisioner(dir: &std::path::Path) -> Provisioner {
+        let settings = super::super::Settings {
+            zone: Name::from_ascii("mx.example.").unwrap(),
+            partitions: vec!["o-v1".into()],
+            seeds: vec![PartitionRow {
+                name: "o-v1".into(),
+                addresses: vec!["192.0.2.25".into()],
+                host_ttl: 300,
+            }],
+            initial_domain_suffix: None,
+            busy_timeout: Duration::from_secs(5),
+        };
+        Provisioner::open(&dir.join("db"), dir, settings).unwrap()
+    }
+
+    #[test]
+    fn transactions_end_after_max_hold_and_every_domain_goes_in_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provisioner(dir.path());
+        let (tenant, _) = p.create_tenant(&Caller::Admin, "bulk").unwrap();
+        let domains: Vec<String> = (0..7).map(|i| format!("d{i}.example")).collect();
+        let opts = ImportOptions {
+            tenant: Some(tenant),
+            dane: false,
+            max_hold: Duration::ZERO,
+            pause: Duration::ZERO,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        let r = p
+            .import(&Caller::Admin, &domains, &opts, &mut |done, _| {
+                seen.push(done)
+            })
+            .unwrap();
+        // no time at all: one domain per transaction (each still takes at least one)
+        assert_eq!(r.batches, 7);
+        assert_eq!(r.enabled, 7);
+        assert_eq!(seen, (1..=7).collect::<Vec<_>>(), "progress after each");
+        // all again, with time to spare: one transaction, nothing left to do
+        let opts = ImportOptions {
+            max_hold: Duration::from_secs(60),
+            ..opts
+        };
+        let r = p
+            .import(&Caller::Admin, &domains, &opts, &mut |_, _| {})
+            .unwrap();
+        assert_eq!((r.batches, r.enabled, r.already), (1, 0, 7));
+    }
 
     #[test]
     fn parse_reports_every_bad_line_and_skips_comments() {

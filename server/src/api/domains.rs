@@ -162,6 +162,7 @@ pub(super) async fn import(
             batch: b
                 .batch
                 .unwrap_or(provisioner::service::ImportOptions::default().batch),
+            ..Default::default()
         };
         prov.import(&who, &domains, &opts, &mut |_, _| {})
     })

@@ -174,9 +174,13 @@ pub enum DomainCmd {
         /// Enable DNSSEC only (leave DANE as it is).
         #[arg(long)]
         no_dane: bool,
-        /// Domains per transaction.
+        /// Domains per transaction at most (a transaction also ends after about 50 ms of work,
+        /// so that API calls get in between).
         #[arg(long, default_value_t = 10_000)]
         batch: usize,
+        /// A transaction takes no more domains after this much work (ms).
+        #[arg(long, default_value_t = 50)]
+        max_hold_ms: u64,
     },
 }
 

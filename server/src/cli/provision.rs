@@ -38,6 +38,7 @@ pub fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
             tenant,
             no_dane,
             batch,
+            max_hold_ms,
         }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
@@ -47,6 +48,8 @@ pub fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
                     tenant,
                     dane: !no_dane,
                     batch,
+                    max_hold: std::time::Duration::from_millis(max_hold_ms),
+                    ..Default::default()
                 };
                 let mut bar = Progress::new(t0);
                 let r = prov.import(&admin, &domains, &opts, &mut |done, total| {
