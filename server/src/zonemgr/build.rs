@@ -10,18 +10,18 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
-use super::{next_serial, release_free_memory, Catalog, ZoneManager, ZoneState};
+use super::{release_free_memory, Catalog, ZoneManager, ZoneState};
 
 impl ZoneManager {
     /// Builds all zones from scratch (at start): system records, stored content, all signed now.
     pub(super) fn rebuild(&self) -> anyhow::Result<()> {
-        let mut inner = self.inner.lock().expect("zone manager lock");
-        let inner = &mut *inner;
+        let mut held = self.hold("building every zone");
+        let inner = &mut *held;
         let now = self.clock.now();
         let mut built = Vec::new();
         for i in 0..inner.zones.len() {
+            let serial = self.take_serial(inner, i, 0)?;
             let st = &inner.zones[i];
-            let serial = next_serial(inner.store.serial(&st.origin)?);
             let signer = self.signer(st, now);
             let t0 = std::time::Instant::now();
             let zone = Zone::new(
@@ -49,12 +49,11 @@ impl ZoneManager {
                     None => break,
                 }
             }
-            inner.store.set_serial(&st.origin, serial)?;
             tracing::info!(zone = %st.origin, serial, rrsets = n, names = zone.len(), ms = t0.elapsed().as_millis() as u64, "zone built and signed");
             built.push(Arc::new(zone));
         }
         built.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
-        self.catalog.store(Arc::new(Catalog { zones: built }));
+        self.publish_catalog(Catalog { zones: built });
         release_free_memory();
         Ok(())
     }

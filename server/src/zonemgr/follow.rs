@@ -8,18 +8,19 @@ use anyhow::anyhow;
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
-use super::{load_keys, next_serial, release_free_memory, Inner, ZoneManager, SYNC_BATCH};
+use super::{load_keys, release_free_memory, Inner, ZoneManager, SYNC_BATCH};
 
 impl ZoneManager {
     /// Applies every change logged in the store since the last call. Returns how many owners
     /// were brought up to date.
     pub fn sync(&self) -> anyhow::Result<usize> {
+        self.reap();
         let mut total = 0;
         // one batch of the log at a time, the zone manager released between them (a bulk
-        // import's backlog does not hold back the other writers' turns)
+        // import's backlog does not hold back an API change: it goes first at the next step)
         loop {
-            let mut guard = self.inner.lock().expect("zone manager lock");
-            let inner = &mut *guard;
+            let mut held = self.hold("applying the change log");
+            let inner = &mut *held;
             let batch = inner.store.changes_since(inner.last_seq, SYNC_BATCH)?;
             let Some(last) = batch.last().map(|c| c.0) else {
                 break;
@@ -31,13 +32,16 @@ impl ZoneManager {
             let after = inner.last_seq;
             for (zone, owners) in touched {
                 total += owners.len();
-                self.apply_owners(inner, &zone, owners, (after, last))?;
+                // what the store holds now at every owner of the range, in one query
+                let stored = inner.store.rrsets_changed(&zone, after, last)?;
+                self.apply_owners(inner, &zone, owners, stored)?;
             }
             inner.last_seq = last;
+            self.progress.set_applied_seq(last);
         }
         let (zones, resign) = {
-            let mut guard = self.inner.lock().expect("zone manager lock");
-            self.follow_keys(&mut guard)?
+            let mut held = self.hold("following key changes");
+            self.follow_keys(&mut held)?
         };
         total += zones;
         if resign {
@@ -49,6 +53,33 @@ impl ZoneManager {
             release_free_memory();
         }
         Ok(total)
+    }
+
+    /// Serves the stored state of `touched` (zone, owner) pairs now, ahead of the change log's
+    /// backlog: the way an API call serves its own change, signed, before it answers, while a
+    /// bulk import's backlog is still being applied. Waits for at most one step of background
+    /// work. Applying an owner's stored state is idempotent, so the follower finds nothing left
+    /// to do when the log reaches these entries. Returns how many owners were looked at.
+    pub fn serve_now(&self, touched: &[(Name, Name)]) -> anyhow::Result<usize> {
+        let mut by_zone: BTreeMap<Name, BTreeSet<Name>> = BTreeMap::new();
+        for (zone, owner) in touched {
+            by_zone
+                .entry(zone.to_lowercase())
+                .or_default()
+                .insert(owner.to_lowercase());
+        }
+        let mut held = self.hold_urgent("serving an API change");
+        let inner = &mut *held;
+        let mut n = 0;
+        for (zone, owners) in by_zone {
+            n += owners.len();
+            let mut stored = Vec::new();
+            for owner in &owners {
+                stored.extend(inner.store.rrsets_at(&zone, owner)?);
+            }
+            self.apply_owners(inner, &zone, owners, stored)?;
+        }
+        Ok(n)
     }
 
     /// Reloads the keys of every zone whose `key_version` moved (a rollover step, by this
@@ -119,14 +150,13 @@ impl ZoneManager {
         self.commit(inner, idx, &current, changes)
     }
 
-    /// Brings `owners` (logged in `zone_name` in the change log's range `seqs`) in step with the
-    /// store.
+    /// Brings `owners` of `zone_name` in step with `stored`, what the store holds at them.
     pub(super) fn apply_owners(
         &self,
         inner: &mut Inner,
         zone_name: &Name,
         owners: BTreeSet<Name>,
-        seqs: (i64, i64),
+        stored: Vec<provisioner::StoredRrset>,
     ) -> anyhow::Result<()> {
         let Some(idx) = inner.zones.iter().position(|z| z.origin == *zone_name) else {
             tracing::warn!(zone = %zone_name, "change for a zone that is not served; ignored");
@@ -139,10 +169,9 @@ impl ZoneManager {
             .clone();
         let mut changes = Vec::new();
         let ns = Self::ns_names(zone_name);
-        // what the store holds now at every owner of the range, in one query
         let mut stored_at: std::collections::HashMap<Name, Vec<provisioner::StoredRrset>> =
             std::collections::HashMap::with_capacity(owners.len());
-        for r in inner.store.rrsets_changed(zone_name, seqs.0, seqs.1)? {
+        for r in stored {
             stored_at.entry(r.owner.clone()).or_default().push(r);
         }
         for owner in owners {
@@ -189,9 +218,9 @@ impl ZoneManager {
         current: &Zone,
         mut changes: Vec<Change>,
     ) -> anyhow::Result<()> {
-        let st = &inner.zones[idx];
         // never below what was served before (a checkpoint may be older than the last serial)
-        let serial = next_serial(current.serial().max(inner.store.serial(&st.origin)?));
+        let serial = self.take_serial(inner, idx, current.serial())?;
+        let st = &inner.zones[idx];
         changes.push(Change::Put(
             Rrset::new(
                 st.origin.clone(),
@@ -202,7 +231,6 @@ impl ZoneManager {
         ));
         let signer = self.signer(st, self.clock.now());
         let new = current.apply(changes, &signer)?;
-        inner.store.set_serial(&st.origin, serial)?;
         self.publish(Arc::new(new));
         Ok(())
     }

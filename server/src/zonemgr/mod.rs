@@ -11,19 +11,22 @@
 //!
 //! Rooms: `catalog` (the published snapshot set), `build` (a zone from scratch, the server's own
 //! records), `follow` (the change log and key versions → new snapshots), `refresh` (signatures
-//! that approach expiry or were made by a key that no longer signs), `resume` (the checkpoint).
+//! that approach expiry or were made by a key that no longer signs), `resume` (the checkpoint),
+//! `hold` (taking the manager: hold times for health, urgent API changes first, recovery after
+//! a panic).
 
 mod build;
 mod catalog;
 pub mod checkpoint;
 mod follow;
+mod hold;
 mod refresh;
 mod resume;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{anyhow, Context};
 use arc_swap::ArcSwap;
@@ -34,6 +37,7 @@ use provisioner::{KeyRow, Store};
 use zones::Zone;
 
 pub use catalog::Catalog;
+pub use hold::{mono_ms, Progress};
 
 use crate::config::Config;
 use crate::lifecycle;
@@ -67,6 +71,10 @@ struct ZoneState {
     keys: Vec<ZoneKey>,
     /// The store's `key_version` these keys were loaded at.
     key_version: i64,
+    /// The serial stored when this manager started: above every serial served before.
+    serial_floor: u32,
+    /// The serial stored now: serials up to it may be served without writing the store.
+    serial_reserved: u32,
 }
 
 impl ZoneState {
@@ -100,6 +108,11 @@ pub struct ZoneManager {
     checkpointed: Mutex<Option<Vec<u32>>>,
     /// How this manager started: from the checkpoint or by building every zone.
     pub resumed: bool,
+    /// What the manager is doing, for health (atomics: read without taking the manager).
+    pub progress: Progress,
+    /// Catalogs replaced while a reader still held them: freed here, by the writer, once the
+    /// readers are done, so that a DNS thread never frees a replaced zone version.
+    retired: Mutex<Vec<Arc<Catalog>>>,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -170,7 +183,10 @@ impl ZoneManager {
         let versions = store.key_versions()?;
         for z in config.all_zones()? {
             let parent = (z != zone).then(|| zone.clone());
+            let stored_serial = store.serial(&z)?;
             states.push(ZoneState {
+                serial_floor: stored_serial,
+                serial_reserved: stored_serial,
                 kind: config.parent_kind(&z),
                 keys: load_keys(&config, &store.keys(&z)?)?,
                 key_version: versions
@@ -182,6 +198,7 @@ impl ZoneManager {
             });
         }
         let last_seq = store.last_change()?;
+        let zone_count = states.len();
         let mgr = Self {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             inner: Mutex::new(Inner {
@@ -193,6 +210,8 @@ impl ZoneManager {
             clock,
             checkpointed: Mutex::new(None),
             resumed: false,
+            progress: Progress::new(zone_count, last_seq),
+            retired: Mutex::new(Vec::new()),
         };
         let t0 = std::time::Instant::now();
         let mut mgr = mgr;
@@ -210,11 +229,18 @@ impl ZoneManager {
                 mgr.rebuild()?;
             }
         }
+        mgr.note_expiries();
+        mgr.progress.set_built();
         Ok(mgr)
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The manager's clock (unix seconds).
+    pub fn now(&self) -> u32 {
+        self.clock.now()
     }
 
     /// Signs with the keys that sign at `now`: the active KSKs the DNSKEY RRset (and CDS,
@@ -242,16 +268,70 @@ impl ZoneManager {
                 }
             })
             .collect();
-        self.catalog.store(Arc::new(Catalog { zones }));
+        drop(old);
+        self.publish_catalog(Catalog { zones });
+    }
+
+    /// Swaps in a new catalog. The old one is freed here (the writer's thread) or, if a reader
+    /// still holds it, kept until it is done and freed by a later writer ([`Self::reap`]):
+    /// freeing a replaced zone version can take milliseconds, never on a DNS thread.
+    fn publish_catalog(&self, catalog: Catalog) {
+        let old = self.catalog.swap(Arc::new(catalog));
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        retired.retain(|c| Arc::strong_count(c) > 1);
+        if Arc::strong_count(&old) > 1 {
+            retired.push(old);
+        }
+    }
+
+    /// Frees the replaced catalogs no reader holds any more.
+    fn reap(&self) {
+        // a list of Arcs: a panic cannot leave it half-changed
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        retired.retain(|c| Arc::strong_count(c) > 1);
+    }
+
+    /// The serial of zone `idx`'s next snapshot after `current`: one more than `current`, and
+    /// above every serial served before this start. Serials are reserved in the store
+    /// [`SERIAL_RESERVE`] at a time (a write per that many snapshots, not one per snapshot: a
+    /// store write waits for any bulk import's transaction), and a start continues above the
+    /// reservation, so a serial never goes back, whatever stops the server.
+    fn take_serial(&self, inner: &mut Inner, idx: usize, current: u32) -> anyhow::Result<u32> {
+        let st = &mut inner.zones[idx];
+        let serial = next_serial(current.max(st.serial_floor));
+        if st.serial_reserved.wrapping_sub(serial) > SERIAL_RESERVE {
+            let mark = serial.wrapping_add(SERIAL_RESERVE).max(1);
+            inner.store.set_serial(&st.origin, mark)?;
+            st.serial_reserved = mark;
+        }
+        Ok(serial)
+    }
+
+    /// Looks up the earliest RRSIG expiration of every published zone (a scan of the snapshot,
+    /// without holding the manager) for health.
+    fn note_expiries(&self) {
+        let origins: Vec<Name> = {
+            let held = self.hold("listing the zones");
+            held.zones.iter().map(|z| z.origin.clone()).collect()
+        };
+        for (idx, origin) in origins.iter().enumerate() {
+            self.note_expiry(idx, origin);
+        }
+        self.progress.set_refreshed();
     }
 }
 
-/// Changes of the store's log applied per snapshot (and per hold of the zone manager).
-const SYNC_BATCH: usize = 20_000;
+/// Changes of the store's log applied per snapshot (and per hold of the zone manager): an API
+/// change waits for at most one such step (about 50 ms of signing at a bulk import's rate of
+/// three log entries per domain).
+const SYNC_BATCH: usize = 4_000;
 
-/// RRsets signed again per snapshot by [`ZoneManager::refresh_signatures`] (about a quarter of
-/// a second of ECDSA signing on one core).
-const RESIGN_CHUNK: usize = 20_000;
+/// RRsets signed again per snapshot by [`ZoneManager::refresh_signatures`] (about 60 ms of
+/// ECDSA signing on one core).
+const RESIGN_CHUNK: usize = 5_000;
+
+/// Serials reserved in the store per write (see [`ZoneManager::take_serial`]).
+const SERIAL_RESERVE: u32 = 1_000;
 
 /// Gives the memory freed by a build back to the system (glibc keeps it otherwise, and the
 /// build's transient peak would stay as resident memory).

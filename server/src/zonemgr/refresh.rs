@@ -15,11 +15,11 @@ impl ZoneManager {
     pub fn refresh_signatures(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let mut total = 0;
-        let zones = self.inner.lock().expect("zone manager lock").zones.len();
+        let zones = self.hold("listing the zones").zones.len();
         for idx in 0..zones {
             let (origin, due) = {
-                let guard = self.inner.lock().expect("zone manager lock");
-                let st = &guard.zones[idx];
+                let held = self.hold("finding signatures to refresh");
+                let st = &held.zones[idx];
                 let horizon = now.saturating_add(self.config.signature_policy(&st.origin).refresh);
                 let sets = st.sets(now);
                 let tags =
@@ -31,12 +31,13 @@ impl ZoneManager {
                 (st.origin.clone(), current.due(horizon, &ksk, &zsk))
             };
             if due.is_empty() {
+                self.note_expiry(idx, &origin);
                 continue;
             }
             total += due.len();
             tracing::info!(zone = %origin, rrsets = due.len(), "signing again: expiring, or not signed by the current keys");
             for chunk in due.chunks(RESIGN_CHUNK) {
-                let mut guard = self.inner.lock().expect("zone manager lock");
+                let mut held = self.hold("signing again");
                 let Some(current) = self.catalog.load().get(&origin).cloned() else {
                     break;
                 };
@@ -44,9 +45,20 @@ impl ZoneManager {
                     .iter()
                     .map(|(n, t)| Change::Resign(n.clone(), *t))
                     .collect();
-                self.commit(&mut guard, idx, &current, changes)?;
+                self.commit(&mut held, idx, &current, changes)?;
             }
+            self.note_expiry(idx, &origin);
         }
+        self.progress.set_refreshed();
         Ok(total)
+    }
+
+    /// Records the earliest RRSIG expiration of zone `idx` as published now (health).
+    pub(super) fn note_expiry(&self, idx: usize, origin: &hickory_proto::rr::Name) {
+        if let Some(z) = self.catalog.load_full().get(origin) {
+            let earliest = z.records().filter_map(|r| r.earliest_expiration()).min();
+            self.progress
+                .set_earliest_expiry(idx, earliest.unwrap_or(0));
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Starting from the checkpoint, and writing it.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use anyhow::anyhow;
 use hickory_proto::rr::Name;
@@ -34,8 +34,8 @@ impl ZoneManager {
         let t0 = std::time::Instant::now();
         let fingerprint = self.fingerprint();
         {
-            let mut guard = self.inner.lock().expect("zone manager lock");
-            let inner = &mut *guard;
+            let mut held = self.hold("reading the checkpoint");
+            let inner = &mut *held;
             let expect: Vec<(Name, i64)> = inner
                 .zones
                 .iter()
@@ -67,9 +67,13 @@ impl ZoneManager {
             let serials: Vec<u32> = zones.iter().map(|z| z.serial()).collect();
             let mut zones: Vec<Arc<Zone>> = zones.into_iter().map(Arc::new).collect();
             zones.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
-            self.catalog.store(Arc::new(Catalog { zones }));
+            self.publish_catalog(Catalog { zones });
             inner.last_seq = header.last_seq;
-            *self.checkpointed.lock().expect("checkpoint lock") = Some(serials);
+            self.progress.set_applied_seq(header.last_seq);
+            *self
+                .checkpointed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(serials);
             tracing::info!(
                 ms = t0.elapsed().as_millis() as u64,
                 last_seq = header.last_seq,
@@ -78,8 +82,8 @@ impl ZoneManager {
         }
         let changed = self.sync()?;
         {
-            let mut guard = self.inner.lock().expect("zone manager lock");
-            let inner = &mut *guard;
+            let mut held = self.hold("updating the server's own records");
+            let inner = &mut *held;
             for idx in 0..inner.zones.len() {
                 self.update_system(inner, idx)?;
             }
@@ -96,9 +100,14 @@ impl ZoneManager {
         if self.config.checkpoint_interval == 0 && !force {
             return Ok(0);
         }
-        let mut done = self.checkpointed.lock().expect("checkpoint lock");
+        // a panic while writing leaves the serials of the checkpoint before, which is on disk
+        // whole (it is replaced by a rename): the next write just writes again
+        let mut done = self
+            .checkpointed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (catalog, header) = {
-            let inner = self.inner.lock().expect("zone manager lock");
+            let inner = self.hold("reading the checkpoint position");
             let catalog = self.catalog.load_full();
             let header = checkpoint::Header {
                 fingerprint: self.fingerprint(),
@@ -133,6 +142,36 @@ impl ZoneManager {
             "checkpoint written"
         );
         *done = Some(serials);
+        drop(done);
+        match self.prune_log(header.last_seq) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                entries = n,
+                upto = header.last_seq,
+                "change log pruned (the checkpoint covers it)"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning the change log failed; next checkpoint tries again")
+            }
+        }
         Ok(bytes)
+    }
+
+    /// Deletes the change-log entries the checkpoint on disk covers (up to `upto`): a start
+    /// needs the log after the checkpoint's position only. In short transactions on a
+    /// connection of its own, so neither the zone manager nor other writers wait long.
+    fn prune_log(&self, upto: i64) -> anyhow::Result<usize> {
+        const CHUNK: usize = 5_000;
+        let mut store = provisioner::Store::open(&super::db_path(&self.config.data_dir))?;
+        let mut total = 0;
+        loop {
+            let n = store.prune_changes(upto, CHUNK)?;
+            total += n;
+            if n < CHUNK {
+                return Ok(total);
+            }
+            // let a waiting writer in between (the store's busy handler tries every ms)
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 }

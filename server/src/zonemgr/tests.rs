@@ -438,3 +438,186 @@ fn a_start_resumes_from_the_checkpoint_and_applies_later_changes() {
     assert!(!mgr.resumed, "key version moved: not resumed");
     assert_valid(&mgr.catalog.load(), t1);
 }
+
+fn a_of(cat: &Catalog, host: &str) -> Option<String> {
+    let zone = Name::from_ascii("o-v1.mx.example.").unwrap();
+    let owner = Name::from_ascii(host).unwrap();
+    let z = cat.get(&zone)?.clone();
+    let r = z.node(&owner)?.get(RecordType::A)?.clone();
+    assert!(r.is_signed(), "{host} A signed");
+    Some(
+        r.data()
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+fn change_count(dir: &Path) -> i64 {
+    Store::open(&db_path(dir)).unwrap().change_count().unwrap()
+}
+
+#[test]
+fn a_checkpoint_prunes_the_log_it_covers_and_a_start_still_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = 1_800_000_000;
+    let clock = Arc::new(TestClock(AtomicU32::new(t0)));
+    for i in 0..5u8 {
+        put_host(
+            dir.path(),
+            &format!("h{i}.o-v1.mx.example."),
+            [192, 0, 2, i],
+        );
+    }
+    {
+        let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+        // written after the build: the follower applies them, the checkpoint covers them
+        put_host(dir.path(), "late.o-v1.mx.example.", [192, 0, 2, 50]);
+        mgr.sync().unwrap();
+        assert_eq!(change_count(dir.path()), 6);
+        mgr.write_checkpoint(true).unwrap();
+        assert_eq!(
+            change_count(dir.path()),
+            0,
+            "the checkpoint covers the whole log"
+        );
+    }
+    // while the server is down
+    put_host(dir.path(), "down.o-v1.mx.example.", [192, 0, 2, 60]);
+    assert_eq!(change_count(dir.path()), 1);
+    let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+    assert!(
+        mgr.resumed,
+        "the pruned log is unbroken after the checkpoint's position"
+    );
+    let cat = mgr.catalog.load();
+    assert_eq!(
+        a_of(&cat, "late.o-v1.mx.example.").as_deref(),
+        Some("192.0.2.50")
+    );
+    assert_eq!(
+        a_of(&cat, "down.o-v1.mx.example.").as_deref(),
+        Some("192.0.2.60")
+    );
+    assert_valid(&cat, t0);
+    let resumed = content(&cat);
+    drop(cat);
+    drop(mgr);
+    // a full build does not need the log at all
+    std::fs::remove_file(checkpoint::path(dir.path())).unwrap();
+    let built = ZoneManager::open(config(dir.path()), clock).unwrap();
+    assert!(!built.resumed);
+    assert_eq!(content(&built.catalog.load()), resumed);
+}
+
+#[test]
+fn an_api_change_is_served_ahead_of_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU32::new(1_800_000_000)));
+    let mgr = ZoneManager::open(config(dir.path()), clock).unwrap();
+    // a backlog the follower has not applied yet, then "our" change
+    for i in 0..20u8 {
+        put_host(
+            dir.path(),
+            &format!("b{i}.o-v1.mx.example."),
+            [192, 0, 2, i],
+        );
+    }
+    put_host(dir.path(), "mine.o-v1.mx.example.", [192, 0, 2, 99]);
+    let applied = mgr.progress.applied_seq();
+    let zone = Name::from_ascii("o-v1.mx.example.").unwrap();
+    let mine = Name::from_ascii("MINE.o-v1.mx.example.").unwrap();
+    assert_eq!(mgr.serve_now(&[(zone, mine)]).unwrap(), 1);
+    let cat = mgr.catalog.load();
+    assert_eq!(
+        a_of(&cat, "mine.o-v1.mx.example.").as_deref(),
+        Some("192.0.2.99")
+    );
+    assert_eq!(
+        a_of(&cat, "b0.o-v1.mx.example."),
+        None,
+        "the backlog is still behind"
+    );
+    assert_eq!(
+        mgr.progress.applied_seq(),
+        applied,
+        "the follower's position did not move"
+    );
+    let serial = cat
+        .get(&Name::from_ascii("o-v1.mx.example.").unwrap())
+        .unwrap()
+        .serial();
+    drop(cat);
+    // the follower then applies the backlog; "mine" again is a no-op
+    mgr.sync().unwrap();
+    let cat = mgr.catalog.load();
+    assert_eq!(
+        a_of(&cat, "b19.o-v1.mx.example.").as_deref(),
+        Some("192.0.2.19")
+    );
+    assert_eq!(
+        a_of(&cat, "mine.o-v1.mx.example.").as_deref(),
+        Some("192.0.2.99")
+    );
+    let z = cat
+        .get(&Name::from_ascii("o-v1.mx.example.").unwrap())
+        .unwrap();
+    // the backlog (20 entries) is one step: one new serial, none for "mine" again
+    assert_eq!(z.serial(), serial + 1);
+    assert_valid(&cat, 1_800_000_000);
+}
+
+#[test]
+fn a_panic_while_the_manager_is_held_does_not_leave_it_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU32::new(1_800_000_000)));
+    let mgr = ZoneManager::open(config(dir.path()), clock).unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mgr.panic_while_held()));
+    assert!(r.is_err());
+    assert!(
+        mgr.progress.holding().is_none(),
+        "the hold ended with the panic"
+    );
+    put_host(dir.path(), "after.o-v1.mx.example.", [192, 0, 2, 7]);
+    mgr.sync().unwrap();
+    assert_eq!(
+        a_of(&mgr.catalog.load(), "after.o-v1.mx.example.").as_deref(),
+        Some("192.0.2.7")
+    );
+    assert_eq!(mgr.progress.recovered_panics(), 1);
+    mgr.sync().unwrap();
+    assert_eq!(mgr.progress.recovered_panics(), 1, "the poison was cleared");
+}
+
+#[test]
+fn serials_are_reserved_in_blocks_and_a_restart_goes_above_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(TestClock(AtomicU32::new(1_800_000_000)));
+    let zone = Name::from_ascii("o-v1.mx.example.").unwrap();
+    let served = {
+        let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
+        for i in 0..5u8 {
+            put_host(
+                dir.path(),
+                &format!("s{i}.o-v1.mx.example."),
+                [192, 0, 2, i],
+            );
+            mgr.sync().unwrap();
+        }
+        let s = mgr.catalog.load().get(&zone).unwrap().serial();
+        let stored = Store::open(&db_path(dir.path()))
+            .unwrap()
+            .serial(&zone)
+            .unwrap();
+        assert!(
+            stored >= s,
+            "the store is ahead of what is served ({stored} < {s})"
+        );
+        assert!(stored <= s + SERIAL_RESERVE, "one write per block");
+        s
+    };
+    let mgr = ZoneManager::open(config(dir.path()), clock).unwrap();
+    let after = mgr.catalog.load().get(&zone).unwrap().serial();
+    assert!(after > served, "{after} after {served}");
+}
