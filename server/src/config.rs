@@ -33,8 +33,18 @@ pub struct Config {
     /// A TCP connection with no new query for this long is closed (seconds). A zone transfer
     /// must finish within it.
     pub tcp_timeout: u64,
-    /// Tokio worker threads for the DNS and HTTP servers (0: one per core).
+    /// Threads of the DNS runtime (UDP loops, TCP), and UDP sockets per address (0: one per
+    /// core).
     pub workers: usize,
+    /// Async threads of the control plane's runtime (HTTP API, follower, refresher, rollover
+    /// scheduler, checkpoints, health); the store and signing work runs on its blocking pool.
+    pub control_workers: usize,
+    /// Niceness added to every thread of the control plane (its async and blocking threads and
+    /// the signing threads they start), so that signing and imports yield the CPU to DNS
+    /// (0: no change; Linux only).
+    pub control_nice: i32,
+    /// When `GET /v1/health` answers 503.
+    pub health: HealthConfig,
     pub ttl: Ttls,
     pub signatures: Signatures,
     /// Key lifecycle: rollover timing, the scheduler, key file retention.
@@ -64,6 +74,40 @@ pub struct Config {
     pub mta_sts_port: u16,
     /// Timeout of each status check query (ms).
     pub status_timeout_ms: u64,
+}
+
+/// Thresholds of `GET /v1/health` (seconds unless said otherwise).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// One hold of the zone manager longer than this: stuck. Default 30 (steps are sized to
+    /// take well under a second).
+    pub zone_manager_stuck: u64,
+    /// The follower more than this many change-log entries behind the store. Default
+    /// 5 000 000 (a million-domain import is 3 M entries and is caught up in minutes).
+    pub follower_max_entries: u64,
+    /// The oldest change not yet served older than this. Default 300.
+    pub follower_max_age: u64,
+    /// The earliest RRSIG expiration of a zone closer than this. Default: half of the zone's
+    /// `signatures.refresh` (3.5 days with the defaults): the refresher keeps every expiry at
+    /// least `refresh` ahead, so this fires once it has failed for that long, with that long
+    /// left to repair it.
+    pub signature_margin: Option<u32>,
+    /// A key rollover step due for longer than this. Default 3600 (the scheduler runs every
+    /// `keys.check_interval`, cron every minute).
+    pub key_step_overdue: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            zone_manager_stuck: 30,
+            follower_max_entries: 5_000_000,
+            follower_max_age: 300,
+            signature_margin: None,
+            key_step_overdue: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -105,6 +149,9 @@ impl Default for Config {
             axfr_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
             udp_max_payload: 1232,
             workers: 0,
+            control_workers: 2,
+            control_nice: 10,
+            health: HealthConfig::default(),
             tcp_timeout: 120,
             ttl: Ttls::default(),
             signatures: Signatures::default(),
@@ -315,6 +362,13 @@ impl Config {
         p
     }
 
+    /// How close a zone's earliest RRSIG expiration may come before health answers 503.
+    pub fn signature_margin(&self, zone: &Name) -> u32 {
+        self.health
+            .signature_margin
+            .unwrap_or(self.signature_policy(zone).refresh / 2)
+    }
+
     /// Whether we serve the parent of `zone` (partitions) or someone else does (the apex).
     pub fn parent_kind(&self, zone: &Name) -> keys::rollover::Parent {
         if self.zone_name().is_ok_and(|apex| apex == *zone) {
@@ -473,6 +527,9 @@ impl Config {
                 bail!("{z}: the signature refresh must be shorter than validity - jitter");
             }
             keys::algorithm_from_number(self.zone_algorithm(&z))?;
+        }
+        if !(0..=19).contains(&self.control_nice) {
+            bail!("control_nice must be between 0 and 19");
         }
         if self.ns_addresses.is_empty() {
             bail!("ns_addresses must not be empty");

@@ -4,8 +4,11 @@ mod api;
 mod cli;
 mod config;
 mod dns;
+mod health;
 mod lifecycle;
 mod serve;
+mod supervise;
+mod testhooks;
 mod zonemgr;
 
 use clap::Parser;

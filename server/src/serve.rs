@@ -1,89 +1,254 @@
-//! `mxdns serve`: the zone manager, the DNS listeners, the HTTP API and the periodic tasks
-//! (follower, signature refresh, rollover scheduler, checkpoints), until SIGTERM or Ctrl-C.
+//! `mxdns serve`: two planes, until SIGTERM or Ctrl-C.
+//!
+//! - The **DNS plane**: a runtime of its own (`mxdns-dns` threads, `workers` of them) that runs
+//!   only the DNS listeners (UDP loops, TCP). They read the published catalog
+//!   (`ArcSwap::load`) and nothing else: no store, no SQLite, no zone manager, no lock a writer
+//!   takes. Every listener is started through [`DnsPlane::listen`], supervised.
+//! - The **control plane**: a second runtime (`mxdns-ctl`, `control_workers` async threads plus
+//!   its blocking pool) with the HTTP API, the follower, the signature refresher, the rollover
+//!   scheduler, the checkpointer and the health observer. Everything that touches the store or
+//!   signs runs on its blocking pool. Its threads run at `control_nice` (the signing threads a
+//!   blocking thread starts inherit it), so that on a small machine a bulk import or a re-sign
+//!   takes the CPU the DNS threads leave, not the other way round.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use provisioner::Store;
+use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::health::Health;
+use crate::supervise::{self, Board};
 use crate::zonemgr::{self, Clock, SystemClock, ZoneManager};
-use crate::{api, dns, lifecycle};
+use crate::{api, dns, lifecycle, testhooks};
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.workers > 0 {
-        rt.worker_threads(config.workers);
+    let sockets_per_addr = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let dns_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(sockets_per_addr)
+        .thread_name("mxdns-dns")
+        .enable_all()
+        .build()?;
+    let nice = config.control_nice;
+    let control_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.control_workers.max(1))
+        .thread_name("mxdns-ctl")
+        .on_thread_start(move || lower_priority(nice))
+        .enable_all()
+        .build()?;
+    let result = control_rt.block_on(run(config, dns_rt.handle().clone(), sockets_per_addr));
+    // the DNS tasks were stopped in `run`; what is left (e.g. a TCP connection's task) goes
+    control_rt.shutdown_timeout(Duration::from_secs(5));
+    dns_rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+/// Adds `nice` to the calling thread's niceness (Linux: niceness is per thread).
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: gettid and get/setpriority take and return plain integers; they only
+        // change this thread's scheduling priority.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            let current = libc::getpriority(libc::PRIO_PROCESS, tid);
+            libc::setpriority(libc::PRIO_PROCESS, tid, (current + nice).min(19));
+        }
     }
-    let rt = rt.enable_all().build()?;
-    rt.block_on(async move {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let cfg = config.clone();
-        let mgr = tokio::task::spawn_blocking(move || ZoneManager::open(cfg, clock)).await??;
-        let mgr = Arc::new(mgr);
-        let handler = dns::DnsHandler {
-            mgr: mgr.clone(),
-            axfr_allow: config.axfr_networks()?,
-            udp_max_payload: config.udp_max_payload,
-        };
-        let handler = Arc::new(handler);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut server = hickory_server::Server::new((*handler).clone());
-        let mut udp_tasks = Vec::new();
-        let sockets_per_addr = match config.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// The DNS plane: its runtime, the supervisor board and the stop signal. Whatever listens for
+/// DNS is started here.
+struct DnsPlane {
+    rt: tokio::runtime::Handle,
+    board: Arc<Board>,
+    stop: watch::Receiver<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DnsPlane {
+    /// Runs `make()` on the DNS runtime, started again if it panics or ends.
+    fn listen<F, Fut>(&mut self, name: String, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let t = supervise::spawn(&self.rt, &self.board, name, "dns", self.stop.clone(), make);
+        self.tasks.push(t);
+    }
+
+    /// Binds every DNS address (UDP: `sockets` SO_REUSEPORT sockets each; TCP) and starts
+    /// their listeners.
+    fn start(
+        &mut self,
+        config: &Config,
+        handler: Arc<dns::DnsHandler>,
+        sockets: usize,
+    ) -> anyhow::Result<()> {
+        // sockets register with the reactor of the runtime they are made in: the DNS one
+        let _in_dns = self.rt.enter();
         for addr in &config.dns_listen {
-            for sock in dns::udp::bind(*addr, sockets_per_addr)
-                .with_context(|| format!("binding UDP {addr}"))?
-            {
-                udp_tasks.push(tokio::spawn(dns::udp::serve(
-                    sock,
-                    handler.clone(),
-                    stop_rx.clone(),
-                )));
+            let udp =
+                dns::udp::bind(*addr, sockets).with_context(|| format!("binding UDP {addr}"))?;
+            for (i, sock) in udp.into_iter().enumerate() {
+                let (sock, handler, stop) = (Arc::new(sock), handler.clone(), self.stop.clone());
+                self.listen(format!("udp {addr} #{i}"), move || {
+                    dns::udp::serve(sock.clone(), handler.clone(), stop.clone())
+                });
             }
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding TCP {addr}"))?;
-            server.register_listener(tcp, Duration::from_secs(config.tcp_timeout), 64);
+            let tcp = Arc::new(
+                std::net::TcpListener::bind(addr).with_context(|| format!("binding TCP {addr}"))?,
+            );
+            tcp.set_nonblocking(true)?;
+            let (handler, stop) = (handler.clone(), self.stop.clone());
+            let timeout = Duration::from_secs(config.tcp_timeout);
+            self.listen(format!("tcp {addr}"), move || {
+                hickory_tcp(tcp.clone(), handler.clone(), timeout, stop.clone())
+            });
             tracing::info!(%addr, "DNS listening (UDP, TCP)");
         }
-        let api = tokio::net::TcpListener::bind(config.api_listen)
-            .await
-            .with_context(|| format!("binding HTTP {}", config.api_listen))?;
-        tracing::info!(addr = %config.api_listen, "HTTP API listening");
-        let settings = config.provisioner_settings()?;
-        let (db, dir) = (zonemgr::db_path(&config.data_dir), config.data_dir.clone());
-        let prov = tokio::task::spawn_blocking(move || {
-            provisioner::service::Provisioner::open(&db, &dir, settings)
-        })
-        .await??;
-        let app = api::App {
-            mgr: mgr.clone(),
-            prov: Arc::new(prov),
-            checks: config.check_settings(),
-        };
-        let http = tokio::spawn(api::serve(api, app, stop_rx.clone()));
-        let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
-        let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx.clone()));
-        let roller = tokio::spawn(roll(mgr.clone(), stop_rx.clone()));
-        let checkpointer = tokio::spawn(checkpoints(mgr.clone(), stop_rx));
-
-        shutdown_signal().await;
-        tracing::info!("stopping");
-        let _ = stop_tx.send(true);
-        let _ = server.shutdown_gracefully().await;
-        let _ = tokio::join!(http, follower, refresher, roller, checkpointer);
-        for t in udp_tasks {
-            let _ = t.await;
-        }
-        tracing::info!("stopped");
-        anyhow::Ok(())
-    })
+        Ok(())
+    }
 }
+
+/// hickory-server's TCP listener on `listener` until `stop` changes (a failure of its task
+/// panics here, so that the supervisor starts it again on the same socket).
+async fn hickory_tcp(
+    listener: Arc<std::net::TcpListener>,
+    handler: Arc<dns::DnsHandler>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let l = listener
+        .try_clone()
+        .and_then(tokio::net::TcpListener::from_std)
+        .expect("TCP listener");
+    let mut server = hickory_server::Server::new((*handler).clone());
+    server.register_listener(l, timeout, 64);
+    tokio::select! {
+        r = server.block_until_done() => {
+            if let Err(e) = r {
+                panic!("TCP listener failed: {e}");
+            }
+        }
+        _ = stop.changed() => {
+            let _ = server.shutdown_gracefully().await;
+        }
+    }
+}
+
+async fn run(
+    config: Config,
+    dns_rt: tokio::runtime::Handle,
+    sockets_per_addr: usize,
+) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let cfg = config.clone();
+    let mgr = tokio::task::spawn_blocking(move || ZoneManager::open(cfg, clock)).await??;
+    let mgr = Arc::new(mgr);
+    let board = Arc::new(Board::default());
+    let health = Arc::new(Health::new(mgr.clone(), board.clone()));
+    {
+        let h = health.clone();
+        tokio::task::spawn_blocking(move || h.observe(true)).await??;
+    }
+    let handler = Arc::new(dns::DnsHandler {
+        mgr: mgr.clone(),
+        axfr_allow: config.axfr_networks()?,
+        udp_max_payload: config.udp_max_payload,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut plane = DnsPlane {
+        rt: dns_rt,
+        board: board.clone(),
+        stop: stop_rx.clone(),
+        tasks: Vec::new(),
+    };
+    plane.start(&config, handler, sockets_per_addr)?;
+    health.set_dns_listening();
+
+    let api = std::net::TcpListener::bind(config.api_listen)
+        .with_context(|| format!("binding HTTP {}", config.api_listen))?;
+    api.set_nonblocking(true)?;
+    tracing::info!(addr = %config.api_listen, "HTTP API listening");
+    let settings = config.provisioner_settings()?;
+    let (db, dir) = (zonemgr::db_path(&config.data_dir), config.data_dir.clone());
+    let prov = tokio::task::spawn_blocking(move || {
+        provisioner::service::Provisioner::open(&db, &dir, settings)
+    })
+    .await??;
+    let app = api::App {
+        mgr: mgr.clone(),
+        prov: Arc::new(prov),
+        checks: config.check_settings(),
+        health: health.clone(),
+    };
+
+    let here = tokio::runtime::Handle::current();
+    let mut control = Vec::new();
+    let mut task = |name: &str, make: Box<dyn Fn() -> TaskFuture + Send>| {
+        control.push(supervise::spawn(
+            &here,
+            &board,
+            name.into(),
+            "control",
+            stop_rx.clone(),
+            make,
+        ));
+    };
+    let api = Arc::new(api);
+    {
+        let (stop, app) = (stop_rx.clone(), app.clone());
+        task(
+            "http api",
+            Box::new(move || {
+                let l = api
+                    .try_clone()
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .expect("HTTP listener");
+                Box::pin(api::serve(l, app.clone(), stop.clone()))
+            }),
+        );
+    }
+    let jobs: [(&str, Job); 4] = [
+        ("follower", |m, s| Box::pin(follow(m, s))),
+        ("refresher", |m, s| Box::pin(refresh(m, s))),
+        ("rollover scheduler", |m, s| Box::pin(roll(m, s))),
+        ("checkpointer", |m, s| Box::pin(checkpoints(m, s))),
+    ];
+    for (name, job) in jobs {
+        let (mgr, stop) = (mgr.clone(), stop_rx.clone());
+        task(name, Box::new(move || job(mgr.clone(), stop.clone())));
+    }
+    {
+        let (health, stop) = (health.clone(), stop_rx.clone());
+        task(
+            "health observer",
+            Box::new(move || Box::pin(observe(health.clone(), stop.clone()))),
+        );
+    }
+
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    let _ = stop_tx.send(true);
+    for t in plane.tasks.into_iter().chain(control) {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type TaskFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A periodic task of the zone manager.
+type Job = fn(Arc<ZoneManager>, watch::Receiver<bool>) -> TaskFuture;
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -101,9 +266,11 @@ async fn shutdown_signal() {
 }
 
 /// Runs `work` off the async threads every `period` until `stop` changes; logs what it did.
+/// A panic in `work` is logged and the next period runs again (the zone manager recovers
+/// from a panic while it was held: see `zonemgr::hold`).
 async fn periodically(
     period: Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
     what: &'static str,
     work: impl Fn() -> anyhow::Result<usize> + Clone + Send + 'static,
 ) {
@@ -121,17 +288,33 @@ async fn periodically(
     }
 }
 
-/// Follows the store's change log (writes from other processes).
-async fn follow(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
+/// Follows the store's change log (writes from other processes, and the backlog of bulk
+/// changes that API calls leave to it).
+async fn follow(mgr: Arc<ZoneManager>, stop: watch::Receiver<bool>) {
     let period = Duration::from_millis(mgr.config().follow_interval_ms.max(10));
-    periodically(period, stop, "applied stored changes", move || mgr.sync()).await
+    periodically(period, stop, "applied stored changes", move || {
+        if testhooks::follower_paused() {
+            return Ok(0);
+        }
+        mgr.sync()
+    })
+    .await
+}
+
+/// The health observer: reads the store once a second so that health reports never do.
+async fn observe(health: Arc<Health>, stop: watch::Receiver<bool>) {
+    periodically(Duration::from_secs(1), stop, "health observed", move || {
+        health.observe(false).map(|()| 0)
+    })
+    .await
 }
 
 /// Writes the checkpoint right away (after a full build), then every `checkpoint_interval`
 /// when the zones changed, and once more when the server stops.
-async fn checkpoints(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn checkpoints(mgr: Arc<ZoneManager>, mut stop: watch::Receiver<bool>) {
     let every = mgr.config().checkpoint_interval;
     if every == 0 {
+        let _ = stop.changed().await;
         return;
     }
     let write = |mgr: Arc<ZoneManager>| async move {
@@ -141,18 +324,20 @@ async fn checkpoints(mgr: Arc<ZoneManager>, mut stop: tokio::sync::watch::Receiv
             Err(e) => tracing::error!(error = %e, "writing the checkpoint panicked"),
         }
     };
-    loop {
-        write(mgr.clone()).await;
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
-            _ = stop.changed() => break,
+    if !*stop.borrow() {
+        loop {
+            write(mgr.clone()).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+                _ = stop.changed() => break,
+            }
         }
     }
     write(mgr).await;
 }
 
 /// Refreshes signatures that approach expiry.
-async fn refresh(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
+async fn refresh(mgr: Arc<ZoneManager>, stop: watch::Receiver<bool>) {
     let period = Duration::from_secs(mgr.config().signatures.check_interval.max(1));
     periodically(period, stop, "refreshed signatures", move || {
         mgr.refresh_signatures()
@@ -162,10 +347,11 @@ async fn refresh(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>
 
 /// The server's own rollover scheduler: every `keys.check_interval` it carries out the due
 /// steps (as `mxdns keys roll --check` does) and serves the result.
-async fn roll(mgr: Arc<ZoneManager>, stop: tokio::sync::watch::Receiver<bool>) {
+async fn roll(mgr: Arc<ZoneManager>, mut stop: watch::Receiver<bool>) {
     let every = mgr.config().keys.check_interval;
     if every == 0 {
         tracing::info!("key rollover scheduler off (keys.check_interval = 0): run `mxdns keys roll --check` from cron");
+        let _ = stop.changed().await;
         return;
     }
     let config = mgr.config().clone();

@@ -33,12 +33,19 @@ pub struct Server {
     pub dns: SocketAddr,
     pub api: SocketAddr,
     pub extra_config: String,
+    /// Extra environment variables of the server process (the debug build's test hooks).
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts a server with a fresh data directory and `config` (TOML) appended to the test
     /// defaults.
     pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables for the server process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             child: None,
@@ -46,6 +53,10 @@ impl Server {
             dns: SocketAddr::from(([127, 0, 0, 1], free_port())),
             api: SocketAddr::from(([127, 0, 0, 1], free_port())),
             extra_config: config.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -92,6 +103,7 @@ impl Server {
             .arg("--api-listen")
             .arg(self.api.to_string())
             .env("MXDNS_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -37,11 +37,13 @@ pub struct App {
     pub mgr: Arc<ZoneManager>,
     pub prov: Arc<Provisioner>,
     pub checks: provisioner::checks::CheckSettings,
+    pub health: Arc<crate::health::Health>,
 }
 
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/tenants", post(create_tenant))
         .route("/v1/tenants/{tenant}/domains", post(add_domain))
@@ -145,6 +147,12 @@ pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Failure> 
 }
 
 /// Runs a use case off the async threads; after a successful write, serves it before answering.
+///
+/// A write serves its own change right away: the (zone, owner) pairs it logged are read back
+/// from the store and applied ahead of the change log's backlog (`ZoneManager::serve_now`),
+/// so that an API call does not wait for a bulk import's backlog; the follower applies the log
+/// in order behind it and finds these owners already served. A write that touched too many
+/// owners to list (an import, a partition's addresses) applies the whole log instead.
 pub(super) async fn run<T: Send + 'static>(
     app: &App,
     write: bool,
@@ -153,9 +161,15 @@ pub(super) async fn run<T: Send + 'static>(
     let prov = app.prov.clone();
     let mgr = app.mgr.clone();
     tokio::task::spawn_blocking(move || {
-        let out = f(&prov)?;
+        let (out, touched) = provisioner::store::collect_touched(|| f(&prov));
+        let out = out?;
         if write {
-            if let Err(e) = mgr.sync() {
+            let served = match touched {
+                Some(t) if !t.is_empty() => mgr.serve_now(&t).map(|_| ()),
+                // nothing listed (a key change, or writes made elsewhere): the whole log
+                _ => mgr.sync().map(|_| ()),
+            };
+            if let Err(e) = served {
                 // committed: the follower applies it on its next round
                 tracing::error!(error = %e, "serving a committed change failed; will retry");
             }
@@ -170,12 +184,27 @@ pub(super) async fn run<T: Send + 'static>(
     })?
 }
 
-async fn health(State(app): State<App>) -> Json<Value> {
-    let catalog = app.mgr.catalog.load();
-    let zones: Vec<Value> = catalog
-        .zones
-        .iter()
-        .map(|z| json!({"zone": z.origin.to_ascii(), "serial": z.serial(), "names": z.len()}))
-        .collect();
-    Json(json!({"status": "ok", "zones": zones}))
+/// `GET /v1/health`: 200 with the figures when every check passes, else 503 with the
+/// problems (see `crate::health`). Reads atomics only: it never waits for the zone manager
+/// or the store.
+async fn health(State(app): State<App>) -> Response {
+    let r = app.health.report();
+    let status = if r.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r.body)).into_response()
+}
+
+/// `GET /v1/ready` (load balancers): 200 once every zone is built, DNS listens and health is
+/// ok; 503 with the reasons otherwise.
+async fn ready(State(app): State<App>) -> Response {
+    let r = app.health.ready();
+    let status = if r.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r.body)).into_response()
 }

@@ -40,7 +40,8 @@ pub(super) fn openapi_document() -> Value {
                  "description": "Inbound SMTP DANE with DNSSEC: Enable-DnssecForVerifiedDomain, Get-DnssecStatusForVerifiedDomain, Enable-SmtpDaneInbound and their Disable- twins."},
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/health": {"get": {"summary": "Served zones and serials", "security": [], "responses": {"200": {"description": "OK"}}}},
+            "/v1/health": {"get": {"summary": "Served zones, the zone manager, the follower, signature expiry, key steps, tasks", "security": [], "responses": {"200": {"description": "OK"}, "503": {"description": "Unhealthy: `problems` says why"}}}},
+            "/v1/ready": {"get": {"summary": "Readiness for load balancers: zones built, DNS listening, healthy", "security": [], "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready: `problems` says why"}}}},
             "/v1/tenants": {"post": {"summary": "Create a tenant (admin)",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
                 "responses": {"201": {"description": "Created: tenantId and token (shown once)"}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}}}},

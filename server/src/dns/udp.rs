@@ -51,16 +51,17 @@ pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<UdpSocket>> {
         .collect()
 }
 
-/// Answers queries on one socket until `stop` changes.
+/// Answers queries on one socket until `stop` changes. The socket outlives the loop: a
+/// supervisor starts the loop again on the same socket if it panics.
 #[cfg(target_os = "linux")]
 pub async fn serve(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     handler: Arc<DnsHandler>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use std::os::fd::AsRawFd;
     use tokio::io::Interest;
-    let socket = Arc::new(socket);
+    let panic_on = crate::testhooks::udp_panic_name();
     let fd = socket.as_raw_fd();
     let mut batch = mmsg::Batch::new();
     // queries answered since the task last gave the others a turn
@@ -91,6 +92,7 @@ pub async fn serve(
                 continue;
             };
             let (raw, out) = batch.query_and_answer(i, answers);
+            test_panic(&panic_on, raw);
             if handler.answer_udp(raw, out) {
                 batch.answer_to(answers, i);
                 answers += 1;
@@ -106,6 +108,15 @@ pub async fn serve(
                 return;
             }
             tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The test hook (debug builds): panics on a query for the configured name.
+fn test_panic(name: &Option<Vec<u8>>, raw: &[u8]) {
+    if let Some(n) = name {
+        if raw.len() > 12 && raw[12..].starts_with(n) {
+            panic!("test hook: query for the panic name");
         }
     }
 }
@@ -324,11 +335,11 @@ mod mmsg {
 /// Answers queries on one socket until `stop` changes (one datagram per system call).
 #[cfg(not(target_os = "linux"))]
 pub async fn serve(
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     handler: Arc<DnsHandler>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let socket = Arc::new(socket);
+    let panic_on = crate::testhooks::udp_panic_name();
     let mut buf = vec![0u8; 4096];
     // the fast path's answers are written here; reused, so no allocation per query
     let mut out: Vec<u8> = Vec::with_capacity(u16::MAX as usize);
@@ -368,6 +379,7 @@ pub async fn serve(
             }
         };
         let raw = &buf[..len];
+        test_panic(&panic_on, raw);
         if handler.answer_udp(raw, &mut out) {
             let sent = match socket.try_send_to(&out, src) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
