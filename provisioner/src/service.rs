@@ -21,6 +21,7 @@ use crate::store::{write_batch, Batch, BatchOp, Store, StoreError};
 use crate::{certs, mxtoken};
 
 mod import;
+mod lock;
 pub use import::{parse_import, ImportOptions, ImportReport};
 
 /// Who is calling.
@@ -249,7 +250,7 @@ impl Provisioner {
         if same_secret(bearer, &self.admin_token) {
             return Ok(Caller::Admin);
         }
-        let store = self.store.lock().expect("store lock");
+        let store = self.lock_store();
         match tenancy::tenant_by_token(store.conn(), &sha256(bearer)) {
             Ok(Some(id)) => Ok(Caller::Tenant(id)),
             _ => Err(ApiError::unauthorized()),
@@ -270,7 +271,7 @@ impl Provisioner {
         }
         let id = format!("t-{}", random_hex(8));
         let token = random_hex(32);
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         store
             .transaction(|tx| tenancy::insert_tenant(tx, &id, name, &sha256(&token), now()))
             .map_err(|e| {
@@ -305,7 +306,7 @@ impl Provisioner {
         }
         let domain = mxtoken::normalize_domain(domain)
             .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         let added = store
             .transaction(|tx| {
                 if !tenancy::tenant_exists(tx, tenant)? {
@@ -389,7 +390,7 @@ impl Provisioner {
         let op = Op::EnableDnssec;
         let domain = mxtoken::normalize_domain(domain)
             .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         let mut row = self.domain_for(&store, caller, &domain, op)?;
         self.check_supported(&domain)?;
         if !row.verified {
@@ -451,7 +452,7 @@ impl Provisioner {
         let op = Op::DisableDnssec;
         let domain = mxtoken::normalize_domain(domain)
             .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         let mut row = self.domain_for(&store, caller, &domain, op)?;
         self.check_supported(&domain)?;
         store
@@ -493,7 +494,7 @@ impl Provisioner {
         };
         let domain = mxtoken::normalize_domain(domain)
             .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         let mut row = self.domain_for(&store, caller, &domain, op)?;
         self.check_supported(&domain)?;
         let (Some(token), Some(partition), true) =
@@ -554,7 +555,7 @@ impl Provisioner {
     pub fn state(&self, caller: &Caller, domain: &str) -> Result<DomainState, ApiError> {
         let domain = mxtoken::normalize_domain(domain)
             .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let store = self.store.lock().expect("store lock");
+        let store = self.lock_store();
         let row = tenancy::get_domain(store.conn(), &domain)
             .map_err(|e| ApiError::new(409, "EG001", e.to_string()))?;
         let row = match row {
@@ -647,7 +648,7 @@ impl Provisioner {
             );
         }
         let zone = self.partition_zone(partition);
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         store
             .transaction(|tx| {
                 tenancy::replace_partition_certs(tx, partition, &rows)?;
@@ -706,7 +707,7 @@ impl Provisioner {
             ));
         }
         let zone = self.partition_zone(partition);
-        let mut store = self.store.lock().expect("store lock");
+        let mut store = self.lock_store();
         store
             .transaction(|tx| {
                 let old = tenancy::get_partition(tx, partition)?;
@@ -737,7 +738,7 @@ impl Provisioner {
             return Err(ApiError::forbidden());
         }
         self.known_partition(partition)?;
-        let store = self.store.lock().expect("store lock");
+        let store = self.lock_store();
         let p = tenancy::get_partition(store.conn(), partition)
             .ok()
             .flatten()

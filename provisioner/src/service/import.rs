@@ -11,7 +11,6 @@
 //!   what an interruption left undone is written.
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Name;
@@ -121,7 +120,7 @@ impl Provisioner {
             return Err(ApiError::forbidden());
         }
         if let Some(t) = &opts.tenant {
-            let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let store = self.lock_store();
             let exists = tenancy::tenant_exists(store.conn(), t).map_err(|e| {
                 ApiError::new(
                     409,
@@ -145,9 +144,7 @@ impl Provisioner {
         let mut at = 0;
         while at < domains.len() {
             let chunk = &domains[at..(at + batch).min(domains.len())];
-            // a panic inside the transaction rolled it back (the transaction is dropped while
-            // unwinding) and the store holds nothing else: it is safe to use after the poison
-            let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut store = self.lock_store();
             let result = store.transaction_with(|tx| -> Result<(usize, usize, usize), Stop> {
                 self.import_batch(tx, chunk, opts)
             });
