@@ -212,6 +212,7 @@ impl Health {
                 "heldMs": holding.map(|h| h.0),
                 "heldFor": holding.map(|h| h.1),
                 "longestHoldMs": progress.longest_hold_ms(),
+                "recentLongestHoldMs": progress.recent_longest_hold_ms(),
                 "holds": progress.holds(),
                 "recoveredPanics": progress.recovered_panics(),
                 "lastRefreshMsAgo": match progress.refreshed_at() {

@@ -8,7 +8,9 @@ use anyhow::anyhow;
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
-use super::{load_keys, release_free_memory, Inner, ZoneManager, SYNC_BATCH};
+use super::{
+    load_keys, release_free_memory, Inner, ZoneManager, SYNC_BATCH_MAX, SYNC_BATCH_MIN, SYNC_STEP,
+};
 
 impl ZoneManager {
     /// Applies every change logged in the store since the last call. Returns how many owners
@@ -20,8 +22,12 @@ impl ZoneManager {
         // import's backlog does not hold back an API change: it goes first at the next step)
         loop {
             let mut held = self.hold("applying the change log");
+            let t0 = std::time::Instant::now();
             let inner = &mut *held;
-            let batch = inner.store.changes_since(inner.last_seq, SYNC_BATCH)?;
+            let batch = inner
+                .store
+                .changes_since(inner.last_seq, inner.sync_batch)?;
+            let full = batch.len() == inner.sync_batch;
             let Some(last) = batch.last().map(|c| c.0) else {
                 break;
             };
@@ -38,6 +44,13 @@ impl ZoneManager {
             }
             inner.last_seq = last;
             self.progress.set_applied_seq(last);
+            // the next step's size: a step takes about SYNC_STEP, whatever an entry costs
+            let took = t0.elapsed();
+            if took > SYNC_STEP {
+                inner.sync_batch = (inner.sync_batch / 2).max(SYNC_BATCH_MIN);
+            } else if full && took < SYNC_STEP / 2 {
+                inner.sync_batch = (inner.sync_batch * 2).min(SYNC_BATCH_MAX);
+            }
         }
         let (zones, resign) = {
             let mut held = self.hold("following key changes");

@@ -26,8 +26,8 @@ pub fn mono_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
-/// A hold longer than this is logged.
-const LOG_HOLD: Duration = Duration::from_secs(1);
+/// A hold longer than this is logged (steps are sized to take about 40 ms).
+const LOG_HOLD: Duration = Duration::from_millis(250);
 /// Background work waits at most this long for urgent callers before it takes its turn.
 const YIELD_MAX: Duration = Duration::from_secs(2);
 
@@ -39,6 +39,9 @@ pub struct Progress {
     /// What the current (or last) hold is for.
     hold_what: std::sync::Mutex<&'static str>,
     longest_hold_ms: AtomicU64,
+    /// The longest hold that ended in the current minute (`window_start` in `mono_ms()`).
+    window_start: AtomicU64,
+    window_longest_ms: AtomicU64,
     holds: AtomicU64,
     /// Urgent callers waiting for the manager.
     urgent: AtomicUsize,
@@ -61,6 +64,8 @@ impl Progress {
             hold_since: AtomicU64::new(0),
             hold_what: std::sync::Mutex::new(""),
             longest_hold_ms: AtomicU64::new(0),
+            window_start: AtomicU64::new(0),
+            window_longest_ms: AtomicU64::new(0),
             holds: AtomicU64::new(0),
             urgent: AtomicUsize::new(0),
             recovered: AtomicU64::new(0),
@@ -83,6 +88,10 @@ impl Progress {
     }
     pub fn longest_hold_ms(&self) -> u64 {
         self.longest_hold_ms.load(Ordering::Relaxed)
+    }
+    /// The longest hold that ended in the last one to two minutes.
+    pub fn recent_longest_hold_ms(&self) -> u64 {
+        self.window_longest_ms.load(Ordering::Relaxed)
     }
     pub fn holds(&self) -> u64 {
         self.holds.load(Ordering::Relaxed)
@@ -149,9 +158,17 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         let ms = mono_ms().saturating_sub(self.since);
         self.progress.hold_since.store(0, Ordering::Release);
-        self.progress
-            .longest_hold_ms
-            .fetch_max(ms, Ordering::Relaxed);
+        let p = self.progress;
+        p.longest_hold_ms.fetch_max(ms, Ordering::Relaxed);
+        let now = mono_ms();
+        if now.saturating_sub(p.window_start.load(Ordering::Relaxed)) > 60_000 {
+            // a new minute: the longest of the last minute moves on (a race between two
+            // holders ending at once loses at most one figure of the old minute)
+            p.window_start.store(now, Ordering::Relaxed);
+            p.window_longest_ms.store(ms, Ordering::Relaxed);
+        } else {
+            p.window_longest_ms.fetch_max(ms, Ordering::Relaxed);
+        }
         if ms >= LOG_HOLD.as_millis() as u64 {
             tracing::info!(ms, what = self.what, "long hold of the zone manager");
         }

@@ -96,6 +96,9 @@ struct Inner {
     store: Store,
     zones: Vec<ZoneState>,
     last_seq: i64,
+    /// Change-log entries per step of [`ZoneManager::sync`]: halved after a step longer than
+    /// [`SYNC_STEP`], doubled after one shorter than half of it.
+    sync_batch: usize,
 }
 
 pub struct ZoneManager {
@@ -205,6 +208,7 @@ impl ZoneManager {
                 store,
                 zones: states,
                 last_seq,
+                sync_batch: 1_000,
             }),
             config,
             clock,
@@ -321,14 +325,16 @@ impl ZoneManager {
     }
 }
 
-/// Changes of the store's log applied per snapshot (and per hold of the zone manager): an API
-/// change waits for at most one such step (about 50 ms of signing at a bulk import's rate of
-/// three log entries per domain).
-const SYNC_BATCH: usize = 4_000;
+/// How long one step of applying the change log should hold the zone manager: an API change
+/// waits for at most one step. The entries per step adapt to it (see [`Inner::sync_batch`]).
+const SYNC_STEP: std::time::Duration = std::time::Duration::from_millis(40);
+/// Bounds of the entries per step.
+const SYNC_BATCH_MIN: usize = 200;
+const SYNC_BATCH_MAX: usize = 20_000;
 
-/// RRsets signed again per snapshot by [`ZoneManager::refresh_signatures`] (about 60 ms of
+/// RRsets signed again per snapshot by [`ZoneManager::refresh_signatures`] (about 30 ms of
 /// ECDSA signing on one core).
-const RESIGN_CHUNK: usize = 5_000;
+const RESIGN_CHUNK: usize = 2_000;
 
 /// Serials reserved in the store per write (see [`ZoneManager::take_serial`]).
 const SERIAL_RESERVE: u32 = 1_000;

@@ -17,19 +17,24 @@ impl ZoneManager {
         let mut total = 0;
         let zones = self.hold("listing the zones").zones.len();
         for idx in 0..zones {
-            let (origin, due) = {
-                let held = self.hold("finding signatures to refresh");
+            let (origin, horizon, ksk, zsk) = {
+                let held = self.hold("finding the signing keys");
                 let st = &held.zones[idx];
                 let horizon = now.saturating_add(self.config.signature_policy(&st.origin).refresh);
                 let sets = st.sets(now);
                 let tags =
                     |ids: &[i64]| -> Vec<u16> { st.pairs(ids).iter().map(|k| k.key_tag).collect() };
                 let (ksk, zsk) = (tags(&sets.ksk_signers), tags(&sets.zsk_signers));
-                let Some(current) = self.catalog.load().get(&st.origin).cloned() else {
-                    continue;
-                };
-                (st.origin.clone(), current.due(horizon, &ksk, &zsk))
+                (st.origin.clone(), horizon, ksk, zsk)
             };
+            // the scan of the whole zone runs on the published snapshot, without the manager
+            // (what changes meanwhile is signed by its change; signing it again is harmless,
+            // and a name removed meanwhile is skipped by `Zone::apply`)
+            let Some(current) = self.catalog.load_full().get(&origin).cloned() else {
+                continue;
+            };
+            let due = current.due(horizon, &ksk, &zsk);
+            drop(current);
             if due.is_empty() {
                 self.note_expiry(idx, &origin);
                 continue;
