@@ -144,7 +144,7 @@ DIRTY=$(cd "$ROOT" && git status --porcelain -- . ':!bench' | wc -l)
   $PY report "$WORK"
   echo
   echo "Load on the machine during each phase (1/5/15-min load averages; the five busiest processes over one"
-  echo "second, ours marked \\*; \\`mxdns\\` processes without the mark are other builds' test servers):"
+  echo "second, ours marked with a star; mxdns processes without it are other engineers' test servers):"
   echo
   echo '```'
   cat "$WORK/load.txt"
