@@ -47,9 +47,11 @@ load() { # the load averages and the five busiest processes over one second (our
   local top; top=$(top -b -d 1 -n 2 -o %CPU | awk -v me="${PID:-0}" '/^top -/{f++} f==2 && $1 ~ /^[0-9]+$/ && n < 5 {n++; printf "%s%s(%s) %s%%, ", ($1 == me ? "*" : ""), $12, $1, $9}')
   echo "$(date -u +%H:%M:%S) $1: $(cut -d' ' -f1-3 /proc/loadavg); top: $top" >> "$WORK/load.txt"
 }
+mark() { echo "$1 $(wc -l < "$WORK/server.log")" >> "$WORK/marks.txt"; }   # server log lines per phase
 LOADP=()
 bgload() { (sleep "$1"; load "$2") & LOADP+=($!); }   # a load sample in the middle of a phase
-waitload() { for p in "${LOADP[@]:-}"; do [ -n "$p" ] && { wait "$p" 2>/dev/null || true; }; done; LOADP=(); }
+waitload() { for p in "${LOADP[@]:-}"; do [ -n "$p" ] && { wait "$p" 2>/dev/null || true; }; done; mark() { echo "$1 $(wc -l < "$WORK/server.log")" >> "$WORK/marks.txt"; }   # server log lines per phase
+LOADP=(); }
 perf() { # NAME SECONDS
   dnsperf -s 127.0.0.1 -p $DNS_PORT -d "$WORK/queries.txt" -D -Q $RATE -l "$2" -c 8 -q 500 -v \
     > "$WORK/dnsperf-$1.txt" 2>&1
@@ -99,16 +101,19 @@ waitload
 
 echo "== (b) 8 clients with made-up tokens"
 load flood-start
+mark flood-start
 $PY flood $API_PORT "$FLOOD_DUR" "$WORK/flood.json" --clients 8 & BG+=($!)
 $PY enables $API_PORT $DNS_PORT "$OTHER_TOKEN" "$WORK/other-flood.txt" "$WORK/enables-flood.jsonl" \
   --seconds "$FLOOD_DUR" & BG+=($!)
 bgload 3 flood
 perf flood "$((FLOOD_DUR - 2))"
 wait "${BG[@]}"; BG=(); waitload
+mark flood-end
 cat "$WORK/flood.json"; echo
 
 echo "== (a) import of $IMPORT domains through POST /v1/import"
 load import-start
+mark import-start
 rm -f "$WORK/import.json"
 $PY import $API_PORT "$ADMIN" "$BULK" "$WORK/import.txt" "$WORK/import.json" & IMP=$!; BG+=($IMP)
 $PY enables $API_PORT $DNS_PORT "$OTHER_TOKEN" "$WORK/other-import.txt" "$WORK/enables-import.jsonl" \
@@ -118,6 +123,7 @@ while kill -0 $IMP 2>/dev/null && [ $i -lt 200 ]; do
   i=$((i + 1)); bgload 5 "import-$i"; perf "import-$(printf %03d $i)" "$CHUNK"
 done
 wait "${BG[@]}"; BG=(); waitload
+mark import-end
 head -c 400 "$WORK/import.json"; echo
 
 echo "== idle, after the import"

@@ -6,7 +6,8 @@
 //!   at all, whatever stops the import (an error, a kill, a crash).
 //! - A batch is short: at most `batch` domains and about `max_hold` of work (50 ms), so that
 //!   other API calls, which need the same store and SQLite's one writer, get in between
-//!   batches (a pause of `pause` after each one lets a waiting caller take the store first).
+//!   batches: after each one the import waits while callers of this process wait for the store
+//!   (at most 100 ms), then pauses for `pause` (2 ms) for writers of other processes.
 //! - Running the same import again resumes it: domains already enabled are skipped, so only
 //!   what an interruption left undone is written.
 
@@ -176,6 +177,10 @@ impl Provisioner {
             }
             progress(at, domains.len());
             if at < domains.len() {
+                // other callers of this process first (bounded: a stream of callers slows the
+                // import down, it does not stop it), then a pause for those of other processes
+                // (SQLite's write lock; their busy handler tries every millisecond)
+                self.let_waiting_in(Duration::from_millis(100));
                 std::thread::sleep(opts.pause);
             }
         }

@@ -64,7 +64,7 @@ impl Progress {
             hold_since: AtomicU64::new(0),
             hold_what: std::sync::Mutex::new(""),
             longest_hold_ms: AtomicU64::new(0),
-            window_start: AtomicU64::new(0),
+            window_start: AtomicU64::new(mono_ms()),
             window_longest_ms: AtomicU64::new(0),
             holds: AtomicU64::new(0),
             urgent: AtomicUsize::new(0),
