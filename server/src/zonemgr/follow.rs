@@ -61,11 +61,24 @@ impl ZoneManager {
             // a new ZSK signs: everything signed by the old one is signed again, in chunks
             total += self.refresh_signatures()?;
         }
-        if total >= 10_000 {
-            // a bulk change (an import) leaves freed build memory behind; give it back
+        self.trim_after_bulk(total);
+        Ok(total)
+    }
+
+    /// A bulk change (an import) leaves freed build memory behind: once 10 000 owners were
+    /// applied since the last time, it is given back, at most every 30 s (`malloc_trim` walks
+    /// the whole heap and holds each allocator arena while it does; during an import the
+    /// follower catches up many times a minute).
+    fn trim_after_bulk(&self, applied: usize) {
+        use std::sync::atomic::Ordering;
+        let pending = self.untrimmed.fetch_add(applied, Ordering::Relaxed) + applied;
+        let last = self.trimmed_at.load(Ordering::Relaxed);
+        let now = super::mono_ms();
+        if pending >= 10_000 && (last == 0 || now.saturating_sub(last) >= 30_000) {
+            self.untrimmed.store(0, Ordering::Relaxed);
+            self.trimmed_at.store(now, Ordering::Relaxed);
             release_free_memory();
         }
-        Ok(total)
     }
 
     /// Serves the stored state of `touched` (zone, owner) pairs now, ahead of the change log's

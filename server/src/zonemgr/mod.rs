@@ -116,6 +116,9 @@ pub struct ZoneManager {
     /// Catalogs replaced while a reader still held them: freed here, by the writer, once the
     /// readers are done, so that a DNS thread never frees a replaced zone version.
     retired: Mutex<Vec<Arc<Catalog>>>,
+    /// Owners applied since freed memory was last given back, and when that was (`mono_ms`).
+    untrimmed: std::sync::atomic::AtomicUsize,
+    trimmed_at: std::sync::atomic::AtomicU64,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -216,6 +219,8 @@ impl ZoneManager {
             resumed: false,
             progress: Progress::new(zone_count, last_seq),
             retired: Mutex::new(Vec::new()),
+            untrimmed: Default::default(),
+            trimmed_at: Default::default(),
         };
         let t0 = std::time::Instant::now();
         let mut mgr = mgr;
