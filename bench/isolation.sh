@@ -8,7 +8,7 @@
 # GET /v1/health is sampled once a second.
 #
 #   bench/isolation.sh [N] [IMPORT]      # defaults 100000 hosts, 1000000 imported domains
-#   NICE=0 bench/isolation.sh            # control plane threads not niced (control_nice = 0)
+#   NICE=10 bench/isolation.sh           # control plane threads at nice 10 (control_nice = 10)
 #   RATE=20000 DUR=30 CHUNK=30 FLOOD_DUR=30 REPORT=bench/ISOLATION.md
 #
 # dnsperf -Q RATE -v (per-query latencies) in runs of DUR s (CHUNK s while the import runs,
@@ -20,13 +20,13 @@ N=${1:-100000}
 IMPORT=${2:-1000000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-WORK=${WORK:-/tmp/mxdns-isolation/n$N-i$IMPORT-nice${NICE:-10}}
+WORK=${WORK:-/tmp/mxdns-isolation/n$N-i$IMPORT-nice${NICE:-0}}
 REPORT=${REPORT:-$HERE/ISOLATION.md}
 RATE=${RATE:-20000}
 DUR=${DUR:-30}
 CHUNK=${CHUNK:-30}
 FLOOD_DUR=${FLOOD_DUR:-30}
-NICE=${NICE:-10}
+NICE=${NICE:-0}
 DNS_PORT=${DNS_PORT:-25361}
 API_PORT=${API_PORT:-25362}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}

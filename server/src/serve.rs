@@ -7,9 +7,9 @@
 //! - The **control plane**: a second runtime (`mxdns-ctl`, `control_workers` async threads plus
 //!   its blocking pool) with the HTTP API, the follower, the signature refresher, the rollover
 //!   scheduler, the checkpointer and the health observer. Everything that touches the store or
-//!   signs runs on its blocking pool. Its threads run at `control_nice` (the signing threads a
-//!   blocking thread starts inherit it), so that on a small machine a bulk import or a re-sign
-//!   takes the CPU the DNS threads leave, not the other way round.
+//!   signs runs on its blocking pool. Its threads can run at a lower priority (`control_nice`,
+//!   inherited by the signing threads a blocking thread starts), so that a bulk import or a
+//!   re-sign takes only the CPU the DNS threads leave; off by default (see README).
 
 use std::future::Future;
 use std::sync::Arc;
