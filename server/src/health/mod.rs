@@ -122,8 +122,11 @@ impl Health {
         let applied = progress.applied_seq();
         let store_seq = obs.store_seq.load(Ordering::Acquire);
         let behind = (store_seq - applied).max(0) as u64;
+        // the oldest change not yet served: the observed first entry after the follower's
+        // position then, while the follower is still behind (it may have moved past that entry
+        // since: the age is then high by what it applied within the last observation period)
         let first = obs.first_unapplied.load(Ordering::Acquire);
-        let behind_s = if first != 0 && applied < first {
+        let behind_s = if first != 0 && applied < store_seq {
             (now as i64 - obs.first_unapplied_at.load(Ordering::Acquire)).max(0) as u64
         } else {
             0

@@ -109,6 +109,36 @@ fn a_follower_behind_the_store_turns_health_503_until_it_catches_up() {
 }
 
 #[test]
+fn the_age_stays_known_while_the_follower_moves_but_is_still_behind() {
+    let (dir, clock, h) = setup(|_| {});
+    for (i, host) in ["a", "b", "c"].iter().enumerate() {
+        put_host(
+            dir.path(),
+            &format!("{host}.o-v1.mx.example."),
+            T0 + i as u32,
+        );
+    }
+    h.mgr.sync().unwrap();
+    let applied = h.mgr.progress.applied_seq();
+    assert_eq!(applied, 3);
+    // what the observer saw a moment ago: the log two entries further, its first entry after
+    // the follower's position then (seq 2, written at T0) already applied since
+    h.observed.store_seq.store(5, Ordering::Release);
+    h.observed.first_unapplied.store(2, Ordering::Release);
+    h.observed
+        .first_unapplied_at
+        .store(T0 as i64, Ordering::Release);
+    clock.0.store(T0 + 400, Ordering::SeqCst);
+    let r = h.report();
+    assert_eq!(r.body["follower"]["behindEntries"], 2);
+    assert_eq!(r.body["follower"]["behindSeconds"], 400, "{}", r.body);
+    assert!(!r.ok, "older than follower_max_age");
+    // observed again: caught up
+    h.observe(false).unwrap();
+    assert_eq!(h.report().body["follower"]["behindSeconds"], 0);
+}
+
+#[test]
 fn too_many_entries_behind_is_unhealthy_at_once() {
     let (dir, _clock, h) = setup(|c| c.health.follower_max_entries = 1);
     put_host(dir.path(), "a.o-v1.mx.example.", T0);
