@@ -10,7 +10,9 @@
 //!
 //! - [`Resolver::query`]: UDP from a random source port with a random ID (hickory-net checks
 //!   source address and port, ID and question), retried within the timeout; a truncated answer
-//!   (TC) is asked again over TCP.
+//!   (TC) is asked again over TCP. The UDP socket is connected to the server (as Unbound's
+//!   `udp-connect`): the kernel drops datagrams from anyone else, and a server that is down
+//!   (ICMP port unreachable) is an error at once instead of a wait for the timeout.
 //! - [`Resolver::query_tcp`]: TCP only, for answers that must not be spoofable by someone off
 //!   the path (the parent DS check: an off-path attacker cannot complete a TCP handshake).
 //! - Every answer is checked here again, whatever the transport: QR set, opcode QUERY, the ID
@@ -23,11 +25,15 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use hickory_net::client::Client;
-use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::runtime::iocompat::AsyncIoTokioAsStd;
+use hickory_net::runtime::{
+    DnsUdpSocket, RuntimeProvider, TokioHandle, TokioRuntimeProvider, TokioTime,
+};
 use hickory_net::tcp::TcpClientStream;
 use hickory_net::udp::UdpClientStream;
 use hickory_net::xfer::DnsHandle;
@@ -224,11 +230,10 @@ impl Resolver {
         };
         let request = DnsRequest::from_query(query.clone(), options);
         if !tcp_only {
-            let provider = TokioRuntimeProvider::new();
-            let udp = UdpClientStream::builder(self.server, provider)
+            let udp = UdpClientStream::builder(self.server, Connected::default())
                 .with_timeout(Some(self.timeout))
                 .build();
-            let (client, bg) = Client::<TokioRuntimeProvider>::from_sender(udp);
+            let (client, bg) = Client::<Connected>::from_sender(udp);
             let bg = tokio::spawn(bg);
             let got = self.first(client.send(request.clone())).await;
             bg.abort();
@@ -272,6 +277,11 @@ impl Resolver {
             // hickory-net ends the response stream without an item when its timeout fired
             Ok(None) => Err(self.timed_out()),
             Ok(Some(Err(hickory_net::NetError::Timeout))) => Err(self.timed_out()),
+            Ok(Some(Err(hickory_net::NetError::Io(e))))
+                if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                Err(self.net("nothing listens there (connection refused)"))
+            }
             Ok(Some(Err(e))) => Err(self.net(e)),
             Ok(Some(Ok(r))) => Ok(r.into_message()),
         }
@@ -317,6 +327,125 @@ impl Resolver {
             server: self.server,
             detail: e.to_string(),
         }
+    }
+}
+
+/// hickory-net's tokio runtime, with UDP sockets connected to the server they are for.
+#[derive(Clone, Default)]
+struct Connected(TokioRuntimeProvider);
+
+impl RuntimeProvider for Connected {
+    type Handle = TokioHandle;
+    type Timer = TokioTime;
+    type Udp = ConnectedUdp;
+    type Tcp = AsyncIoTokioAsStd<tokio::net::TcpStream>;
+
+    fn create_handle(&self) -> Self::Handle {
+        self.0.create_handle()
+    }
+
+    fn connect_tcp(
+        &self,
+        server_addr: SocketAddr,
+        bind_addr: Option<SocketAddr>,
+        timeout: Option<Duration>,
+    ) -> std::pin::Pin<Box<dyn Send + Future<Output = std::io::Result<Self::Tcp>>>> {
+        self.0.connect_tcp(server_addr, bind_addr, timeout)
+    }
+
+    fn bind_udp(
+        &self,
+        local_addr: SocketAddr,
+        server_addr: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn Send + Future<Output = std::io::Result<Self::Udp>>>> {
+        Box::pin(async move {
+            let socket = tokio::net::UdpSocket::bind(local_addr).await?;
+            socket.connect(server_addr).await?;
+            Ok(ConnectedUdp {
+                socket: Arc::new(socket),
+                peer: server_addr,
+                readiness: std::sync::Mutex::new(None),
+            })
+        })
+    }
+}
+
+/// A UDP socket connected to `peer`: sends only there, receives only from there. Receiving
+/// also waits for error readiness, so that an ICMP port unreachable (ECONNREFUSED) ends the
+/// wait at once: tokio's plain `poll_recv` waits for readability only and would sleep through
+/// it until the timeout.
+struct ConnectedUdp {
+    socket: Arc<tokio::net::UdpSocket>,
+    peer: SocketAddr,
+    readiness: std::sync::Mutex<Option<ReadyFuture>>,
+}
+
+type ReadyFuture =
+    std::pin::Pin<Box<dyn Future<Output = std::io::Result<tokio::io::Ready>> + Send>>;
+
+impl DnsUdpSocket for ConnectedUdp {
+    type Time = TokioTime;
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<(usize, SocketAddr)>> {
+        use std::task::Poll;
+        let Ok(mut pending) = self.readiness.lock() else {
+            return Poll::Ready(Err(std::io::Error::other("socket state poisoned")));
+        };
+        loop {
+            match self.socket.try_recv(buf) {
+                Ok(n) => return Poll::Ready(Ok((n, self.peer))),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            let wait = pending.get_or_insert_with(|| {
+                let socket = self.socket.clone();
+                Box::pin(async move {
+                    socket
+                        .ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR)
+                        .await
+                })
+            });
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    *pending = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Ready(Ok(ready)) => {
+                    *pending = None;
+                    if ready.is_error() {
+                        // tokio's try_recv gates on readability and would not see the error:
+                        // take it from the socket (SO_ERROR), e.g. ECONNREFUSED
+                        return Poll::Ready(Err(self
+                            .socket
+                            .take_error()
+                            .ok()
+                            .flatten()
+                            .unwrap_or_else(|| std::io::Error::other("UDP socket error"))));
+                    }
+                    // readable: try again (a spurious wake-up finds WouldBlock, which clears
+                    // tokio's readiness, and waits anew)
+                }
+            }
+        }
+    }
+
+    fn poll_send_to(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if target != self.peer {
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "a connected UDP socket sends to its peer only",
+            )));
+        }
+        self.socket.poll_send(cx, buf)
     }
 }
 
@@ -619,6 +748,26 @@ mod tests {
             })
         ));
         assert!(matches!(r.txt("bad..name"), Err(ResolveError::BadName(_))));
+    }
+
+    #[test]
+    fn a_server_that_is_down_is_an_error_at_once() {
+        // a port nobody listens on: ICMP port unreachable reaches the connected socket
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = Resolver::new(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            // long: without the ICMP error the query would end as a Timeout, not Net
+            Duration::from_secs(10),
+        );
+        let got = r.query(&name("down.test."), RecordType::A, Ask::RECURSIVE);
+        assert!(
+            matches!(&got, Err(ResolveError::Net { detail, .. }) if detail.contains("refused")),
+            "{got:?}"
+        );
     }
 
     #[test]
