@@ -53,7 +53,7 @@ for i in range(n):
     print(f"c{i}.example")
 EOF
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=mx \
-  -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  -addext basicConstraints=critical,CA:FALSE -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 
 serve
 for _ in $(seq 1 600); do curl -sf 127.0.0.1:$API_PORT/v1/health >/dev/null && break; sleep 0.1; done

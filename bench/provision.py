@@ -81,10 +81,12 @@ def dns_query(port, name, qtype=1):
 
 
 def make_cert(work, cn):
-    """A self-signed P-256 certificate (PEM path) for a partition's fleet."""
+    """A self-signed P-256 end-entity certificate (PEM path) for a partition's fleet (not a CA:
+    openssl's default for `req -x509` is CA:TRUE, which the API refuses for current/next)."""
     cert = os.path.join(work, f"{cn}.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", os.path.join(work, f"{cn}.key"), "-out", cert, "-days", "30", "-subj", f"/CN={cn}"],
+                    "-keyout", os.path.join(work, f"{cn}.key"), "-out", cert, "-days", "30", "-subj", f"/CN={cn}",
+                    "-addext", "basicConstraints=critical,CA:FALSE"],
                    check=True, capture_output=True)
     return cert
 

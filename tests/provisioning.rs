@@ -350,6 +350,38 @@ fn every_error_code() {
         (400, "InvalidCertificate"),
         "a private key is not a certificate: {v}"
     );
+    // issuers must be CA certificates, current/next must not be (each with its own sentence)
+    let (ca, _) = make_ca_cert(certs.path(), "a-ca", 30);
+    let (leaf, _) = make_cert(certs.path(), "a-leaf", 30);
+    let cur = std::fs::read_to_string(certs.path().join("current.pem")).unwrap();
+    for (body, role, says) in [
+        (json!({"current": ca}), "current", "is a CA certificate"),
+        (
+            json!({"current": cur, "next": ca}),
+            "next",
+            "is a CA certificate",
+        ),
+        (
+            json!({"current": cur, "issuers": [ca, leaf]}),
+            "issuer 2",
+            "is not a CA certificate",
+        ),
+    ] {
+        let (st, v) = http(
+            s.api,
+            "PUT",
+            "/v1/partitions/o-v1/certificates",
+            Some(&admin),
+            Some(&body),
+        );
+        assert_eq!((st, err(&v).as_str()), (400, "InvalidCertificate"), "{v}");
+        let details = v["errorData"]["errorDetails"].as_str().unwrap();
+        assert!(
+            details.starts_with(&format!("The {role} certificate is not usable"))
+                && details.contains(says),
+            "{details}"
+        );
+    }
     let (st, v) = http(
         s.api,
         "PUT",
@@ -429,7 +461,7 @@ fn fleet_certificate_change_updates_every_dane_host() {
         );
     }
     let (cur, cur_spki) = make_cert(certs.path(), "rolled", 30);
-    let (ca, ca_spki) = make_cert(certs.path(), "issuer", 365);
+    let (ca, ca_spki) = make_ca_cert(certs.path(), "issuer", 365);
     let (st, v) = http(
         s.api,
         "PUT",
@@ -455,6 +487,35 @@ fn fleet_certificate_change_updates_every_dane_host() {
                 .any(|r| matches!(&r.data, RData::TLSA(t) if u8::from(t.cert_usage) == 2)),
             "2 1 1 for the issuer"
         );
+    }
+    // the partition shows each certificate's validity as openssl reads it
+    let (st, p) = http(s.api, "GET", "/v1/partitions/o-v1", Some(&admin), None);
+    assert_eq!(st, 200, "{p}");
+    let tlsa = p["tlsa"].as_array().unwrap();
+    assert_eq!(tlsa.len(), 2, "{p}");
+    for (role, file, cn) in [
+        ("current", "rolled.pem", "CN=rolled"),
+        ("issuer", "issuer.pem", "CN=issuer"),
+    ] {
+        let c = tlsa.iter().find(|c| c["role"] == role).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-dateopt", "iso_8601", "-enddate", "-in"])
+            .arg(certs.path().join(file))
+            .output()
+            .unwrap();
+        // notAfter=2027-01-01 10:00:00Z
+        let end = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .replacen("notAfter=", "", 1)
+            .replacen(' ', "T", 1);
+        assert_eq!(c["notAfterUtc"], json!(end), "{c}");
+        assert_eq!(c["subject"], json!(cn), "{c}");
+        let (nb, na) = (
+            c["notBefore"].as_i64().unwrap(),
+            c["notAfter"].as_i64().unwrap(),
+        );
+        let days = if role == "issuer" { 365 } else { 30 };
+        assert_eq!((na - nb) / 86400, days, "{c}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Get-DnssecStatusForVerifiedDomain's live checks against real local servers: Unbound as the
 //! validating resolver (our trust anchor, stub zones to our server, and local zones for the test
-//! customer domains) and an HTTPS server (`openssl s_server`) with a test CA for MTA-STS.
+//! customer domains) and an HTTPS server (`openssl s_server`) with a test CA for MTA-STS, on
+//! 127.0.0.2: the one special-purpose address the configuration allows the checks to connect to.
 
 mod common;
 
@@ -97,7 +98,7 @@ fn mx_and_mta_sts_findings() {
                 "-quiet",
                 "-WWW",
                 "-accept",
-                &format!("127.0.0.1:{https_port}"),
+                &format!("127.0.0.2:{https_port}"),
                 "-cert",
             ])
             .arg(t.join("srv.pem"))
@@ -110,9 +111,13 @@ fn mx_and_mta_sts_findings() {
             .unwrap(),
     );
 
+    // the same port on 127.0.0.1 records every connection attempt: the checks must make none
+    let trap = std::net::TcpListener::bind(("127.0.0.1", https_port)).unwrap();
+    trap.set_nonblocking(true).unwrap();
+
     let unbound_port = free_port();
     let config = format!(
-        "status_resolver = \"127.0.0.1:{unbound_port}\"\nstatus_ca_file = \"{}\"\nmta_sts_port = {https_port}\nstatus_timeout_ms = 1500\n",
+        "status_resolver = \"127.0.0.1:{unbound_port}\"\nstatus_ca_file = \"{}\"\nmta_sts_port = {https_port}\nstatus_timeout_ms = 1500\nstatus_allow_addresses = [\"127.0.0.2/32\"]\n",
         t.join("ca.pem").display()
     );
     let s = Server::start(&config);
@@ -144,6 +149,8 @@ fn mx_and_mta_sts_findings() {
         "noauth.test",
         "sts.test",
         "stsnodnssec.test",
+        "stsloop.test",
+        "stsprivate.test",
     ];
     for d in domains {
         let (st, v) = http(
@@ -261,9 +268,24 @@ fn mx_and_mta_sts_findings() {
         &[
             format!("sts.test. 60 IN MX 0 {}", mx("sts.test")),
             "_mta-sts.sts.test. 60 IN TXT \"v=STSv1; id=20261123\"".into(),
-            "mta-sts.sts.test. 60 IN A 127.0.0.1".into(),
+            "mta-sts.sts.test. 60 IN A 127.0.0.2".into(),
         ],
     );
+    // policy hosts at special-purpose addresses outside the allowance: never connected to
+    for (d, ip) in [
+        ("stsloop.test", "127.0.0.1"),
+        ("stsprivate.test", "10.0.0.1"),
+    ] {
+        extra += &zone(
+            d,
+            "static",
+            &[
+                format!("{d}. 60 IN MX 0 {}", mx(d)),
+                format!("_mta-sts.{d}. 60 IN TXT \"v=STSv1; id=1\""),
+                format!("mta-sts.{d}. 60 IN A {ip}"),
+            ],
+        );
+    }
     extra += &zone(
         "stsnodnssec.test",
         "static",
@@ -290,6 +312,8 @@ fn mx_and_mta_sts_findings() {
         ("noauth.test", &["ED003"]),
         ("sts.test", &["ES001"]),
         ("stsnodnssec.test", &["EX013", "ES002"]),
+        ("stsloop.test", &["ES000"]),
+        ("stsprivate.test", &["ES000"]),
     ];
     let t0 = Instant::now();
     for (d, codes) in want {
@@ -320,6 +344,15 @@ fn mx_and_mta_sts_findings() {
                     && !f["action"].as_str().unwrap().is_empty()
             );
         }
+        if d.starts_with("stsloop") || d.starts_with("stsprivate") {
+            // a code and a sentence; the reason (which address, which range) only in the log
+            assert_eq!(
+                v["findings"][0]["message"],
+                json!(format!(
+                    "The MTA-STS policy host mta-sts.{d} has no public address to fetch the policy from."
+                ))
+            );
+        }
         if *d == "good.test" {
             assert_eq!(
                 v["status"]["dnssecMxValue"],
@@ -328,6 +361,20 @@ fn mx_and_mta_sts_findings() {
         }
     }
     assert!(t0.elapsed() < Duration::from_secs(60));
+    match trap.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a status check connected to 127.0.0.1: {other:?}"),
+    }
+    let log = s.log();
+    for refused in [
+        "mta-sts.stsloop.test: 127.0.0.1 (loopback)",
+        "mta-sts.stsprivate.test: 10.0.0.1 (private use)",
+    ] {
+        assert!(
+            log.contains(refused),
+            "refused before any connection: {refused}\n{log}"
+        );
+    }
     // the command line reports the same findings
     let out = s.cmd(&["dnssec", "status", "legacy.test"]);
     let v: Value = serde_json::from_str(&out).unwrap();

@@ -1,17 +1,43 @@
 //! Fleet certificates (PEM) → TLSA data: the SHA-256 of the DER SubjectPublicKeyInfo (selector
 //! 1, matching type 1), as `3 1 1` for the fleet's own certificates and `2 1 1` for issuers.
 //!
-//! A small DER reader of our own walks `Certificate → tbsCertificate → validity, subject,
-//! subjectPublicKeyInfo` (RFC 5280 4.1). It never panics on arbitrary input.
+//! PEM is read by `rustls-pki-types` and X.509 (RFC 5280) decoded by `x509-cert` (RustCrypto's
+//! strict DER decoder: trailing data, indefinite lengths and other BER forms are refused). What a
+//! certificate may be used for is checked here: an issuer (DANE-TA) must be a CA certificate, a
+//! fleet certificate (DANE-EE, `current`/`next`) must not be. Nothing here panics on arbitrary
+//! input, and no error text repeats the input (a private key pasted by mistake is never echoed).
+
+use rustls_pki_types::pem::{self, SectionKind};
+use x509_cert::der::{Decode, Encode};
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
+use x509_cert::Certificate;
 
 /// What the provisioner needs of a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     pub spki_sha256: [u8; 32],
+    /// Validity, unix seconds.
     pub not_before: i64,
     pub not_after: i64,
-    /// Readable subject, best effort (e.g. `CN=mx.example`).
+    /// The same as RFC 3339 UTC text (`2026-12-01T20:53:31Z`).
+    pub not_before_text: String,
+    pub not_after_text: String,
+    /// Subject and issuer as RFC 4514 text (e.g. `CN=mx.example`).
     pub subject: String,
+    pub issuer: String,
+    /// basicConstraints cA.
+    pub is_ca: bool,
+    /// keyUsage, when the extension is present: keyCertSign asserted.
+    pub key_cert_sign: Option<bool>,
+}
+
+/// What a certificate is given for in `PUT /v1/partitions/{p}/certificates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertUse {
+    /// `current` / `next`: the fleet's own end-entity certificate (TLSA `3 1 1`, DANE-EE).
+    EndEntity,
+    /// `issuers`: a CA that issues the fleet's certificates (TLSA `2 1 1`, DANE-TA).
+    Issuer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,47 +54,36 @@ pub enum CertError {
     Expired { not_after: i64 },
     #[error("the certificate is not valid before {not_before} (unix time)")]
     NotYetValid { not_before: i64 },
+    #[error("the certificate of {subject} is not a CA certificate (no basicConstraints with cA true), so it cannot be an issuer (DANE-TA); give the certificate of the CA that issued the fleet's certificates")]
+    NotACa { subject: String },
+    #[error("the certificate of {subject} is a CA certificate but its keyUsage does not allow keyCertSign, so it cannot issue the fleet's certificates")]
+    CaWithoutCertSign { subject: String },
+    #[error("the certificate of {subject} is a CA certificate (basicConstraints cA true); give the fleet's own end-entity certificate here and CA certificates as issuers")]
+    IsACa { subject: String },
 }
 
 fn malformed(s: &str) -> CertError {
     CertError::Malformed(s.to_string())
 }
 
+/// The label of a PEM section, as written after `BEGIN`.
+fn label(kind: SectionKind) -> &'static str {
+    match kind {
+        SectionKind::Certificate => "CERTIFICATE",
+        SectionKind::PublicKey => "PUBLIC KEY",
+        SectionKind::RsaPrivateKey => "RSA PRIVATE KEY",
+        SectionKind::PrivateKey => "PRIVATE KEY",
+        SectionKind::EcPrivateKey => "EC PRIVATE KEY",
+        SectionKind::Crl => "X509 CRL",
+        SectionKind::Csr => "CERTIFICATE REQUEST",
+        SectionKind::EchConfigList => "ECHCONFIG",
+        _ => "PEM block of another kind",
+    }
+}
+
 /// Parses exactly one PEM `CERTIFICATE` block and checks that `now` is inside its validity.
 pub fn parse_certificate_pem(pem: &str, now: i64) -> Result<CertInfo, CertError> {
-    let mut blocks = Vec::new();
-    let mut lines = pem.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        let Some(label) = line
-            .strip_prefix("-----BEGIN ")
-            .and_then(|l| l.strip_suffix("-----"))
-        else {
-            continue;
-        };
-        let mut body = String::new();
-        let mut ended = false;
-        for l in lines.by_ref() {
-            if l.starts_with("-----END ") {
-                ended = true;
-                break;
-            }
-            body.push_str(l);
-        }
-        if !ended {
-            return Err(malformed("PEM block without END line"));
-        }
-        blocks.push((label.to_string(), body));
-    }
-    let Some((label, body)) = blocks.first() else {
-        return Err(CertError::NoPem);
-    };
-    if label != "CERTIFICATE" {
-        return Err(CertError::NotACertificate(label.clone()));
-    }
-    if blocks.iter().filter(|(l, _)| l == "CERTIFICATE").count() > 1 {
-        return Err(CertError::MoreThanOne);
-    }
-    let der = base64_decode(body).ok_or_else(|| malformed("bad base64"))?;
+    let der = single_certificate(pem)?;
     let info = parse_der(&der)?;
     if now < info.not_before {
         return Err(CertError::NotYetValid {
@@ -83,189 +98,101 @@ pub fn parse_certificate_pem(pem: &str, now: i64) -> Result<CertInfo, CertError>
     Ok(info)
 }
 
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    let mut pad = 0;
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            b' ' | b'\t' | b'\r' | b'\n' => continue,
-            _ => return None,
-        };
-        if pad > 0 {
-            return None;
-        }
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    if pad > 2 {
-        return None;
-    }
-    Some(out)
+/// What a stored certificate says, without the validity check (for reports).
+pub fn describe(pem: &str) -> Result<CertInfo, CertError> {
+    parse_der(&single_certificate(pem)?)
 }
 
-/// One DER TLV: tag, the whole encoding, and the content.
-struct Tlv<'a> {
-    tag: u8,
-    whole: &'a [u8],
-    content: &'a [u8],
+/// [`parse_certificate_pem`], then checks that the certificate may be used as `used_as`.
+pub fn parse_for(pem: &str, now: i64, used_as: CertUse) -> Result<CertInfo, CertError> {
+    let info = parse_certificate_pem(pem, now)?;
+    check_use(&info, used_as)?;
+    Ok(info)
 }
 
-/// Reads one TLV from the front of `input`; returns it and the rest.
-fn tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), CertError> {
-    let tag = *input.first().ok_or_else(|| malformed("truncated"))?;
-    if tag & 0x1f == 0x1f {
-        return Err(malformed("multi-byte tags are not used in certificates"));
-    }
-    let first = *input.get(1).ok_or_else(|| malformed("truncated length"))?;
-    let (len, hdr) = if first < 0x80 {
-        (first as usize, 2)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 {
-            return Err(malformed("unsupported length"));
+/// An issuer must be a CA certificate (RFC 5280 4.2.1.9) whose key may sign certificates
+/// (4.2.1.3, when keyUsage is present); a fleet certificate must not be a CA certificate.
+pub fn check_use(info: &CertInfo, used_as: CertUse) -> Result<(), CertError> {
+    let subject = || {
+        if info.subject.is_empty() {
+            "(empty subject)".to_string()
+        } else {
+            info.subject.clone()
         }
-        let bytes = input
-            .get(2..2 + n)
-            .ok_or_else(|| malformed("truncated length"))?;
-        (
-            bytes.iter().fold(0usize, |a, &b| (a << 8) | b as usize),
-            2 + n,
-        )
     };
-    let end = hdr
-        .checked_add(len)
-        .ok_or_else(|| malformed("length overflow"))?;
-    let whole = input
-        .get(..end)
-        .ok_or_else(|| malformed("truncated content"))?;
-    Ok((
-        Tlv {
-            tag,
-            whole,
-            content: &whole[hdr..],
-        },
-        &input[end..],
-    ))
+    match used_as {
+        CertUse::Issuer if !info.is_ca => Err(CertError::NotACa { subject: subject() }),
+        CertUse::Issuer if info.key_cert_sign == Some(false) => {
+            Err(CertError::CaWithoutCertSign { subject: subject() })
+        }
+        CertUse::EndEntity if info.is_ca => Err(CertError::IsACa { subject: subject() }),
+        _ => Ok(()),
+    }
 }
 
-fn expect<'a>(input: &'a [u8], tag: u8, what: &str) -> Result<(Tlv<'a>, &'a [u8]), CertError> {
-    let (t, rest) = tlv(input)?;
-    if t.tag != tag {
-        return Err(CertError::Malformed(format!("expected {what}")));
+/// The DER of the one CERTIFICATE block of `pem`: the first block must be a certificate and
+/// there must be no second one.
+fn single_certificate(pem: &str) -> Result<Vec<u8>, CertError> {
+    let mut certs = Vec::new();
+    for section in pem::SliceIter::<(SectionKind, Vec<u8>)>::new(pem.as_bytes()) {
+        let (kind, der) = section.map_err(|e| match e {
+            pem::Error::MissingSectionEnd { .. } => malformed("PEM block without END line"),
+            pem::Error::IllegalSectionStart { .. } => malformed("bad PEM BEGIN line"),
+            pem::Error::Base64Decode(_) => malformed("bad base64"),
+            pem::Error::SectionTooLarge => malformed("PEM block too large"),
+            _ => malformed("unreadable PEM"),
+        })?;
+        if kind != SectionKind::Certificate {
+            if certs.is_empty() {
+                return Err(CertError::NotACertificate(label(kind).into()));
+            }
+            continue;
+        }
+        certs.push(der);
     }
-    Ok((t, rest))
+    match certs.len() {
+        0 => Err(CertError::NoPem),
+        1 => Ok(certs.pop().unwrap_or_default()),
+        _ => Err(CertError::MoreThanOne),
+    }
 }
 
 fn parse_der(der: &[u8]) -> Result<CertInfo, CertError> {
-    let (cert, rest) = expect(der, 0x30, "Certificate SEQUENCE")?;
-    if !rest.is_empty() {
-        return Err(malformed("trailing data after the certificate"));
-    }
-    let (tbs, _) = expect(cert.content, 0x30, "tbsCertificate SEQUENCE")?;
-    let mut r = tbs.content;
-    if r.first() == Some(&0xa0) {
-        r = tlv(r)?.1; // [0] version
-    }
-    r = expect(r, 0x02, "serialNumber")?.1;
-    r = expect(r, 0x30, "signature algorithm")?.1;
-    r = expect(r, 0x30, "issuer")?.1;
-    let (validity, after_validity) = expect(r, 0x30, "validity")?;
-    let (nb, vr) = tlv(validity.content)?;
-    let (na, _) = tlv(vr)?;
-    let not_before = time(&nb)?;
-    let not_after = time(&na)?;
-    let (subject, r) = expect(after_validity, 0x30, "subject")?;
-    let (spki, _) = expect(r, 0x30, "subjectPublicKeyInfo")?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, spki.whole);
+    let cert = Certificate::from_der(der).map_err(|e| {
+        CertError::Malformed(format!("not an X.509 certificate in DER ({})", e.kind()))
+    })?;
+    let tbs = cert.tbs_certificate();
+    let spki = tbs
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|_| malformed("the public key cannot be encoded"))?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &spki);
     let mut spki_sha256 = [0u8; 32];
     spki_sha256.copy_from_slice(digest.as_ref());
+    let validity = tbs.validity();
+    let secs = |t: x509_cert::time::Time| i64::try_from(t.to_unix_duration().as_secs());
+    let not_before = secs(validity.not_before).map_err(|_| malformed("bad notBefore"))?;
+    let not_after = secs(validity.not_after).map_err(|_| malformed("bad notAfter"))?;
+    if not_after < not_before {
+        return Err(malformed("notAfter is before notBefore"));
+    }
+    let basic = tbs
+        .get_extension::<BasicConstraints>()
+        .map_err(|_| malformed("bad or repeated basicConstraints extension"))?;
+    let usage = tbs
+        .get_extension::<KeyUsage>()
+        .map_err(|_| malformed("bad or repeated keyUsage extension"))?;
     Ok(CertInfo {
         spki_sha256,
         not_before,
         not_after,
-        subject: subject_text(subject.content),
+        not_before_text: validity.not_before.to_string(),
+        not_after_text: validity.not_after.to_string(),
+        subject: tbs.subject().to_string(),
+        issuer: tbs.issuer().to_string(),
+        is_ca: basic.is_some_and(|(_, b)| b.ca),
+        key_cert_sign: usage.map(|(_, u)| u.key_cert_sign()),
     })
-}
-
-/// UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ) → unix seconds.
-fn time(t: &Tlv<'_>) -> Result<i64, CertError> {
-    let s = std::str::from_utf8(t.content).map_err(|_| malformed("time is not ASCII"))?;
-    let digits = s
-        .strip_suffix('Z')
-        .ok_or_else(|| malformed("time must be UTC (Z)"))?;
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed("bad time"));
-    }
-    let (year, rest) = match (t.tag, digits.len()) {
-        (0x17, 12) => {
-            let yy: i64 = digits[..2].parse().map_err(|_| malformed("bad year"))?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &digits[2..])
-        }
-        (0x18, 14) => (
-            digits[..4].parse().map_err(|_| malformed("bad year"))?,
-            &digits[4..],
-        ),
-        _ => return Err(malformed("bad time")),
-    };
-    let n = |i: usize| -> i64 { rest[i..i + 2].parse().unwrap_or(-1) };
-    let (mo, d, h, mi, se) = (n(0), n(2), n(4), n(6), n(8));
-    if !(1..=12).contains(&mo)
-        || !(1..=31).contains(&d)
-        || !(0..=23).contains(&h)
-        || !(0..=59).contains(&mi)
-        || !(0..=60).contains(&se)
-    {
-        return Err(malformed("bad time"));
-    }
-    Ok(days_from_civil(year, mo, d) * 86400 + h * 3600 + mi * 60 + se)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// `CN=...` and other string attributes of a Name, best effort.
-fn subject_text(mut name: &[u8]) -> String {
-    let mut parts = Vec::new();
-    while let Ok((set, rest)) = tlv(name) {
-        name = rest;
-        let Ok((atv, _)) = tlv(set.content) else {
-            break;
-        };
-        let Ok((oid, r)) = tlv(atv.content) else {
-            break;
-        };
-        let Ok((val, _)) = tlv(r) else { break };
-        let key = match oid.content {
-            [0x55, 0x04, 0x03] => "CN",
-            [0x55, 0x04, 0x0a] => "O",
-            [0x55, 0x04, 0x06] => "C",
-            _ => "?",
-        };
-        parts.push(format!("{key}={}", String::from_utf8_lossy(val.content)));
-    }
-    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -327,6 +254,8 @@ mod tests {
                 "30",
                 "-subj",
                 "/CN=mx.example",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
             ],
         );
         openssl(
@@ -356,6 +285,9 @@ mod tests {
             let info = parse_certificate_pem(&pem, now).unwrap();
             assert_eq!(hex(&info.spki_sha256), spki_hex(d, f), "{f}");
             assert_eq!(info.subject, cn);
+            assert_eq!(info.issuer, cn, "self-signed");
+            assert_eq!(info.not_after_text, openssl_date(d, f, "enddate"), "{f}");
+            assert_eq!(info.not_before_text, openssl_date(d, f, "startdate"), "{f}");
             assert!(
                 info.not_before <= now
                     && info.not_after > now + 29 * 86400
@@ -398,6 +330,167 @@ mod tests {
         ));
     }
 
+    /// openssl's `-startdate`/`-enddate` of a certificate as RFC 3339 UTC.
+    fn openssl_date(dir: &std::path::Path, cert: &str, which: &str) -> String {
+        let out = Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "x509",
+                "-noout",
+                "-dateopt",
+                "iso_8601",
+                &format!("-{which}"),
+                "-in",
+                cert,
+            ])
+            .output()
+            .unwrap();
+        // notAfter=2026-12-31 10:00:00Z
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v = text.trim().split_once('=').unwrap().1.to_string();
+        v.replacen(' ', "T", 1)
+    }
+
+    fn make(dir: &std::path::Path, name: &str, ext: &[&str]) -> String {
+        let mut args = vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+        ];
+        let subj = format!("/CN={name}");
+        let (key, out) = (format!("{name}.key"), format!("{name}.pem"));
+        args.extend([subj.as_str(), "-keyout", &key, "-out", &out]);
+        for e in ext {
+            args.extend(["-addext", e]);
+        }
+        openssl(dir, &args);
+        std::fs::read_to_string(dir.join(out)).unwrap()
+    }
+
+    #[test]
+    fn issuers_must_be_ca_certificates_and_fleet_certificates_must_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let ca = make(
+            d,
+            "ca",
+            &[
+                "basicConstraints=critical,CA:TRUE",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        let ca_no_usage = make(d, "ca2", &["basicConstraints=critical,CA:TRUE"]);
+        let ca_no_sign = make(
+            d,
+            "ca3",
+            &[
+                "basicConstraints=critical,CA:TRUE",
+                "keyUsage=critical,digitalSignature",
+            ],
+        );
+        let leaf = make(d, "leaf", &["basicConstraints=critical,CA:FALSE"]);
+        // no basicConstraints at all: a CSR signed by `x509 -req` with only a SAN
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "plain.key",
+                "-out",
+                "plain.csr",
+                "-subj",
+                "/CN=plain",
+            ],
+        );
+        std::fs::write(d.join("san.ext"), "subjectAltName=DNS:mx.example\n").unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "plain.csr",
+                "-signkey",
+                "plain.key",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                "plain.pem",
+            ],
+        );
+        let plain = std::fs::read_to_string(d.join("plain.pem")).unwrap();
+        // openssl's default for `req -x509` without -addext: CA:TRUE (its v3_ca section)
+        let default = make(d, "default", &[]);
+
+        let info = parse_for(&ca, now, CertUse::Issuer).unwrap();
+        assert!(info.is_ca && info.key_cert_sign == Some(true));
+        assert!(parse_for(&ca_no_usage, now, CertUse::Issuer)
+            .unwrap()
+            .key_cert_sign
+            .is_none());
+        assert!(parse_for(&default, now, CertUse::Issuer).is_ok());
+        assert_eq!(
+            parse_for(&ca_no_sign, now, CertUse::Issuer),
+            Err(CertError::CaWithoutCertSign {
+                subject: "CN=ca3".into()
+            })
+        );
+        for (pem, cn) in [(&leaf, "leaf"), (&plain, "plain")] {
+            assert_eq!(
+                parse_for(pem, now, CertUse::Issuer),
+                Err(CertError::NotACa {
+                    subject: format!("CN={cn}")
+                })
+            );
+            assert!(parse_for(pem, now, CertUse::EndEntity).is_ok(), "{cn}");
+        }
+        for (pem, cn) in [(&ca, "ca"), (&ca_no_usage, "ca2"), (&default, "default")] {
+            let e = parse_for(pem, now, CertUse::EndEntity).unwrap_err();
+            assert_eq!(
+                e,
+                CertError::IsACa {
+                    subject: format!("CN={cn}")
+                }
+            );
+            assert!(e.to_string().contains("CA certificate"), "{e}");
+        }
+        // the role check comes after the validity check
+        let info = parse_certificate_pem(&leaf, now).unwrap();
+        assert!(matches!(
+            parse_for(&leaf, info.not_after + 1, CertUse::EndEntity),
+            Err(CertError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn errors_never_repeat_the_input() {
+        let secret = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0IHNlY3JldCBzZWNyZXQ=\n-----END PRIVATE KEY-----\n";
+        let e = parse_certificate_pem(secret, 0).unwrap_err();
+        assert_eq!(e, CertError::NotACertificate("PRIVATE KEY".into()));
+        let bad = "-----BEGIN CERTIFICATE-----\nc2VjcmV0!!!\n-----END CERTIFICATE-----\n";
+        let e = parse_certificate_pem(bad, 0).unwrap_err().to_string();
+        assert!(!e.contains("c2VjcmV0"), "{e}");
+    }
+
     #[test]
     fn garbage() {
         assert_eq!(parse_certificate_pem("", 0), Err(CertError::NoPem));
@@ -413,8 +506,32 @@ mod tests {
             parse_certificate_pem("-----BEGIN CERTIFICATE-----\nMIIB", 0),
             Err(CertError::Malformed(_))
         ));
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11017);
+        // trailing bytes after the certificate are refused (strict DER)
+        let dir = tempfile::tempdir().unwrap();
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+                "-outform",
+                "DER",
+                "-subj",
+                "/CN=t",
+            ],
+        );
+        let mut der = std::fs::read(dir.path().join("c.pem")).unwrap();
+        assert!(parse_der(&der).is_ok());
+        der.push(0);
+        assert!(matches!(parse_der(&der), Err(CertError::Malformed(_))));
     }
 
     /// Standard base64 with padding (tests only: the encoder the decoder must invert).
@@ -434,19 +551,53 @@ mod tests {
         b64
     }
 
+    /// A real certificate's DER, made once for the mutation test.
+    fn real_der() -> &'static [u8] {
+        static DER: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        DER.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            make(
+                dir.path(),
+                "m",
+                &["basicConstraints=critical,CA:TRUE", "keyUsage=keyCertSign"],
+            );
+            openssl(
+                dir.path(),
+                &["x509", "-in", "m.pem", "-outform", "DER", "-out", "m.der"],
+            );
+            std::fs::read(dir.path().join("m.der")).unwrap()
+        })
+    }
+
     proptest! {
+        /// Flipped, cut and inserted bytes in a real certificate reach the inner decoders
+        /// (validity, names, extensions): errors, never a panic.
+        #[test]
+        fn never_panics_on_mutated_certificates(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut der = real_der().to_vec();
+            for (at, byte, how) in edits {
+                let i = at.index(der.len());
+                match how {
+                    0 => der[i] = byte,
+                    1 => der.insert(i, byte),
+                    _ => { der.remove(i); }
+                }
+            }
+            if cut.index(8) == 0 {
+                der.truncate(cut.index(der.len()));
+            }
+            let _ = parse_der(&der);
+        }
+
         #[test]
         fn never_panics_on_random_der(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
             let _ = parse_der(&bytes);
             let b64 = to_base64(&bytes);
             let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
             let _ = parse_certificate_pem(&pem, 0);
-        }
-
-        #[test]
-        fn base64_roundtrip(bytes in prop::collection::vec(any::<u8>(), 0..100)) {
-            let b64 = to_base64(&bytes);
-            prop_assert_eq!(base64_decode(&b64), Some(bytes));
         }
     }
 }

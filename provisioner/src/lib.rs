@@ -3,6 +3,8 @@
 pub mod certs;
 pub mod checks;
 pub mod mxtoken;
+pub mod outbound;
+pub mod resolver;
 pub mod service;
 pub mod store;
 

@@ -134,13 +134,43 @@ pub struct DomainState {
     pub tlsa_records: Vec<String>,
 }
 
-/// One published TLSA record in presentation form with where it comes from.
+/// One published TLSA record in presentation form with the certificate it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsaView {
     pub role: String,
     pub record: String,
+    /// Validity of the certificate: unix seconds and RFC 3339 UTC.
+    pub not_before: i64,
     pub not_after: i64,
+    pub not_before_utc: String,
+    pub not_after_utc: String,
+    pub subject: String,
+    pub issuer: String,
+}
+
+impl TlsaView {
+    /// The view of a stored certificate row; what the stored PEM no longer yields (it was
+    /// checked when stored) is left empty.
+    fn of(c: &CertRow) -> Self {
+        let info = certs::describe(&c.pem);
+        TlsaView {
+            role: c.role.clone(),
+            record: tlsa(c).to_string(),
+            not_before: info.as_ref().map_or(0, |i| i.not_before),
+            not_after: c.not_after,
+            not_before_utc: info
+                .as_ref()
+                .map(|i| i.not_before_text.clone())
+                .unwrap_or_default(),
+            not_after_utc: info
+                .as_ref()
+                .map(|i| i.not_after_text.clone())
+                .unwrap_or_default(),
+            subject: info.as_ref().map(|i| i.subject.clone()).unwrap_or_default(),
+            issuer: info.map(|i| i.issuer).unwrap_or_default(),
+        }
+    }
 }
 
 pub struct Provisioner {
@@ -614,7 +644,12 @@ impl Provisioner {
         self.known_partition(partition)?;
         let t = now();
         let parse = |role: &str, pem: &str| {
-            certs::parse_certificate_pem(pem, t).map_err(|e| {
+            let used_as = if role.starts_with("issuer") {
+                certs::CertUse::Issuer
+            } else {
+                certs::CertUse::EndEntity
+            };
+            certs::parse_for(pem, t, used_as).map_err(|e| {
                 ApiError::invalid(
                     "InvalidCertificate",
                     format!("The {role} certificate is not usable: {e}."),
@@ -666,14 +701,7 @@ impl Provisioner {
             })
             .map_err(|e| ApiError::new(409, "DnssecOperationFailed", format!("The certificates could not be stored: {e}. Retry the operation at a later time.")))?;
         tracing::info!(partition, records = rows.len(), "fleet certificates set");
-        Ok(rows
-            .iter()
-            .map(|c| TlsaView {
-                role: c.role.clone(),
-                record: tlsa(c).to_string(),
-                not_after: c.not_after,
-            })
-            .collect())
+        Ok(rows.iter().map(TlsaView::of).collect())
     }
 
     fn known_partition(&self, partition: &str) -> Result<(), ApiError> {
@@ -750,17 +778,7 @@ impl Provisioner {
                 )
             })?;
         let certs = tenancy::partition_certs(store.conn(), partition).unwrap_or_default();
-        Ok((
-            p,
-            certs
-                .iter()
-                .map(|c| TlsaView {
-                    role: c.role.clone(),
-                    record: tlsa(c).to_string(),
-                    not_after: c.not_after,
-                })
-                .collect(),
-        ))
+        Ok((p, certs.iter().map(TlsaView::of).collect()))
     }
 }
 

@@ -76,6 +76,9 @@ pub struct Config {
     pub mta_sts_port: u16,
     /// Timeout of each status check query (ms).
     pub status_timeout_ms: u64,
+    /// Special-purpose addresses (loopback, private, link-local, ...: CIDR) that the status
+    /// checks may connect to all the same; none by default.
+    pub status_allow_addresses: Vec<String>,
 }
 
 /// Thresholds of `GET /v1/health` (seconds unless said otherwise).
@@ -172,6 +175,7 @@ impl Default for Config {
             status_ca_file: None,
             mta_sts_port: 443,
             status_timeout_ms: 3000,
+            status_allow_addresses: Vec::new(),
         }
     }
 }
@@ -507,12 +511,15 @@ impl Config {
     }
 
     pub fn check_settings(&self) -> provisioner::checks::CheckSettings {
-        provisioner::checks::CheckSettings {
-            resolver: self.status_resolver,
-            timeout: std::time::Duration::from_millis(self.status_timeout_ms),
-            ca_file: self.status_ca_file.clone(),
-            mta_sts_port: self.mta_sts_port,
-        }
+        provisioner::checks::CheckSettings::new(
+            self.status_resolver,
+            std::time::Duration::from_millis(self.status_timeout_ms),
+            self.status_ca_file.clone(),
+            self.mta_sts_port,
+            // checked by `validate`
+            provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
+                .unwrap_or_default(),
+        )
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -520,6 +527,8 @@ impl Config {
         self.zone_name()?;
         self.partition_names()?;
         self.axfr_networks()?;
+        provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
+            .map_err(|e| anyhow::anyhow!("status_allow_addresses: {e}"))?;
         if self.udp_max_payload < 512 {
             bail!("udp_max_payload must be at least 512");
         }

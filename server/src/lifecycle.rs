@@ -10,15 +10,15 @@
 //!   `key_version` move (its follower, every `follow_interval_ms`) or at start;
 //! - removed keys keep their row; their file is deleted `keys.retention` after removal.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use hickory_proto::dnssec::rdata::{DNSSECRData, DS};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use keys::rollover::{self, Action, KeyRole, KeyTimes, Parent, Refusal, Step};
 use keys::{KeyPair, Role};
+use provisioner::resolver::{Ask, Resolver, ResponseCode};
 use provisioner::store::{self, StoreError, Transaction};
 use provisioner::{KeyRow, Store};
 use serde::Serialize;
@@ -354,48 +354,29 @@ fn parent_check(config: &Config, store: &Store, zone: &Name, now: u64) -> Option
     Some(Request::ParentShowsDs(row.id))
 }
 
+/// Whether `server` serves `ds` for `zone`. Asked over TCP through `provisioner::resolver`
+/// (an off-path attacker cannot answer on a connection it never saw the handshake of; the
+/// answer's ID and question are checked), not recursive; only DS records of `zone` in the
+/// answer section of a NOERROR answer count.
 fn parent_serves_ds(
     server: SocketAddr,
     zone: &Name,
     ds: &DS,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
-    let id = (now_nanos() & 0xffff) as u16;
-    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(zone.clone(), RecordType::DS));
-    let bind = if server.is_ipv6() {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    };
-    let sock = UdpSocket::bind(bind)?;
-    sock.set_read_timeout(Some(timeout))?;
-    sock.connect(server)?;
-    sock.send(&m.to_vec()?)?;
-    let mut buf = [0u8; 4096];
-    for _ in 0..4 {
-        let n = sock.recv(&mut buf).context("no answer")?;
-        let Ok(answer) = Message::from_vec(&buf[..n]) else {
-            continue;
-        };
-        if answer.metadata.id != id {
-            continue;
-        }
-        return Ok(answer.answers.iter().any(|r| {
-            matches!(&r.data, RData::DNSSEC(DNSSECRData::DS(d))
-                if d.key_tag() == ds.key_tag()
-                    && d.algorithm() == ds.algorithm()
-                    && d.digest_type() == ds.digest_type()
-                    && d.digest() == ds.digest())
-        }));
+    let answer =
+        Resolver::new(server, timeout).query_tcp(zone, RecordType::DS, Ask::AUTHORITATIVE)?;
+    if answer.rcode != ResponseCode::NoError {
+        return Err(anyhow!("the parent answered {}", answer.rcode));
     }
-    Err(anyhow!("no matching answer"))
-}
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    let served = answer.data().any(|d| {
+        matches!(d, RData::DNSSEC(DNSSECRData::DS(d))
+            if d.key_tag() == ds.key_tag()
+                && d.algorithm() == ds.algorithm()
+                && d.digest_type() == ds.digest_type()
+                && d.digest() == ds.digest())
+    });
+    Ok(served)
 }
 
 pub fn load_pair(config: &Config, row: &KeyRow) -> anyhow::Result<KeyPair> {

@@ -356,8 +356,20 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// Makes a self-signed certificate with openssl; returns (PEM, SPKI SHA-256 hex).
+/// Makes a self-signed end-entity certificate (basicConstraints CA:FALSE: a fleet's `current`
+/// or `next`) with openssl; returns (PEM, SPKI SHA-256 hex).
 pub fn make_cert(dir: &Path, name: &str, days: i32) -> (String, String) {
+    make_cert_with(dir, name, days, "basicConstraints=critical,CA:FALSE")
+}
+
+/// Makes a self-signed CA certificate (basicConstraints CA:TRUE: an issuer); returns (PEM,
+/// SPKI SHA-256 hex).
+pub fn make_ca_cert(dir: &Path, name: &str, days: i32) -> (String, String) {
+    make_cert_with(dir, name, days, "basicConstraints=critical,CA:TRUE")
+}
+
+/// A self-signed P-256 certificate with one extension given as openssl's `-addext` value.
+pub fn make_cert_with(dir: &Path, name: &str, days: i32, ext: &str) -> (String, String) {
     let (key, crt) = (format!("{name}.key"), format!("{name}.pem"));
     let (subject, days) = (format!("/CN={name}"), days.to_string());
     openssl(
@@ -378,6 +390,8 @@ pub fn make_cert(dir: &Path, name: &str, days: i32) -> (String, String) {
             &days,
             "-subj",
             &subject,
+            "-addext",
+            ext,
         ],
     );
     let crt = dir.join(crt);
