@@ -103,6 +103,41 @@ fn query(s: &CheckSettings, name: &str, rtype: RecordType) -> Result<Answer, Str
     Err("timeout".into())
 }
 
+/// Why [`lookup_txt`] has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0} is not a domain name")]
+    BadName(String),
+    #[error("the resolver did not answer: {0}")]
+    NoAnswer(String),
+    #[error("the resolver answered {0}")]
+    Failed(String),
+}
+
+/// The TXT records at `name` (each record's strings joined), through the configured resolver.
+/// A name that does not exist, or has no TXT record, has none (`Ok(vec![])`).
+pub fn lookup_txt(s: &CheckSettings, name: &str) -> Result<Vec<String>, LookupError> {
+    let fqdn = format!("{}.", name.trim_end_matches('.'));
+    Name::from_ascii(&fqdn).map_err(|_| LookupError::BadName(name.into()))?;
+    let a = query(s, &fqdn, RecordType::TXT).map_err(LookupError::NoAnswer)?;
+    match a.rcode {
+        ResponseCode::NoError | ResponseCode::NXDomain => Ok(a
+            .records
+            .iter()
+            .filter_map(|r| match r {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|d| String::from_utf8_lossy(d))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        other => Err(LookupError::Failed(other.to_string())),
+    }
+}
+
 fn query_tcp(s: &CheckSettings, bytes: &[u8]) -> Result<Message, String> {
     let mut t = TcpStream::connect_timeout(&s.resolver, s.timeout).map_err(|e| e.to_string())?;
     t.set_read_timeout(Some(s.timeout))

@@ -63,5 +63,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dnssec { cmd } => provision_cmd(config, Provision::Dnssec(cmd)),
         Command::Dane { cmd } => provision_cmd(config, Provision::Dane(cmd)),
         Command::Partition { cmd } => provision_cmd(config, Provision::Partition(cmd)),
+        Command::Token { cmd } => provision_cmd(config, Provision::Token(cmd)),
+        Command::Audit { after, limit } => provision_cmd(config, Provision::Audit { after, limit }),
     }
 }

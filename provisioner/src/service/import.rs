@@ -6,20 +6,26 @@
 //!   at all, whatever stops the import (an error, a kill, a crash).
 //! - Running the same import again resumes it: domains already enabled are skipped, so only
 //!   what an interruption left undone is written.
+//! - An import is the admin's: domains it adds are verified (an unverified claim of the same
+//!   tenant is dropped, other tenants' claims stay); a domain another tenant owns stops it.
+//!   Each batch writes one audit entry in its transaction.
 
 use std::collections::HashMap;
 
 use hickory_proto::rr::Name;
 
-use super::{address_ops, dane_op, now, ApiError, Caller, Provisioner};
+use serde_json::json;
+
+use super::{address_ops, audit, dane_op, now, Actor, ApiError, Provisioner};
 use crate::mxtoken;
+use crate::store::claims;
 use crate::store::tenancy::{self, DomainRow, PartitionRow};
 use crate::store::{write_batch, Batch, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// Domains not yet accepted are added, verified, to this tenant (an operator's import).
-    /// Without it every domain must already be an accepted, verified domain.
+    /// Domains not yet verified are added, verified, to this tenant (an operator's import).
+    /// Without it every domain must already be a verified domain.
     pub tenant: Option<String>,
     /// Enable SMTP DANE too (default); without it DANE is left as it is.
     pub dane: bool,
@@ -99,23 +105,15 @@ impl Provisioner {
     /// each committed batch. Admin only.
     pub fn import(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         domains: &[String],
         opts: &ImportOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ImportReport, ApiError> {
-        if *caller != Caller::Admin {
-            return Err(ApiError::forbidden());
-        }
+        actor.require_admin()?;
         if let Some(t) = &opts.tenant {
-            let store = self.store.lock().expect("store lock");
-            let exists = tenancy::tenant_exists(store.conn(), t).map_err(|e| {
-                ApiError::new(
-                    409,
-                    "ImportFailed",
-                    format!("The store could not be read: {e}."),
-                )
-            })?;
+            let exists = tenancy::tenant_exists(self.lock().conn(), t)
+                .map_err(|e| ApiError::storage("ImportFailed", "Reading the store", e))?;
             if !exists {
                 return Err(ApiError::new(
                     404,
@@ -130,9 +128,9 @@ impl Provisioner {
         };
         let batch = opts.batch.clamp(1, 100_000);
         for (bi, chunk) in domains.chunks(batch).enumerate() {
-            let mut store = self.store.lock().expect("store lock");
+            let mut store = self.lock();
             let result = store.transaction_with(|tx| -> Result<(usize, usize), Stop> {
-                self.import_batch(tx, chunk, opts)
+                self.import_batch(tx, actor, bi + 1, chunk, opts)
             });
             drop(store);
             match result {
@@ -145,7 +143,10 @@ impl Provisioner {
                     let done = bi * batch;
                     let why = match stop {
                         Stop::Domain(e) => format!("{}: {}", e.code, e.details),
-                        Stop::Db(e) => format!("the store failed: {e}"),
+                        Stop::Db(e) => {
+                            tracing::warn!(error = %e, "import batch failed in the store");
+                            "a storage error".to_string()
+                        }
                     };
                     tracing::warn!(done, batch = bi + 1, reason = %why, "import stopped");
                     return Err(ApiError::new(
@@ -174,6 +175,8 @@ impl Provisioner {
     fn import_batch(
         &self,
         tx: &rusqlite::Transaction<'_>,
+        actor: &Actor,
+        number: usize,
         chunk: &[String],
         opts: &ImportOptions,
     ) -> Result<(usize, usize), Stop> {
@@ -202,7 +205,7 @@ impl Provisioner {
                     return Err(fail(
                         "DomainAlreadyAccepted",
                         409,
-                        "an accepted domain of another tenant".into(),
+                        format!("verified by tenant {}, not {t}", r.tenant_id),
                     ))
                 }
                 (Some(r), _) => (r, false),
@@ -210,7 +213,6 @@ impl Provisioner {
                     DomainRow {
                         domain: domain.clone(),
                         tenant_id: t.clone(),
-                        verified: true,
                         mx_token: None,
                         partition: None,
                         dnssec: false,
@@ -222,18 +224,10 @@ impl Provisioner {
                     return Err(fail(
                         "DomainNotFound",
                         404,
-                        "not an accepted domain (give --tenant to add it)".into(),
+                        "not a verified domain (give --tenant to add it)".into(),
                     ))
                 }
             };
-            if !row.verified {
-                if opts.tenant.as_deref() == Some(row.tenant_id.as_str()) {
-                    row.verified = true;
-                    tenancy::upsert_domain(tx, domain, &row.tenant_id, true, t)?;
-                } else {
-                    return Err(fail("DomainNotFound", 404, "not a verified domain".into()));
-                }
-            }
             self.check_supported(domain).map_err(Stop::Domain)?;
             let dane = opts.dane || row.dane;
             if row.dnssec && row.dane == dane && row.mx_token.is_some() && row.partition.is_some() {
@@ -281,6 +275,7 @@ impl Provisioner {
             row.dane = dane;
             if new {
                 tenancy::insert_domain(tx, &row, t)?;
+                claims::delete(tx, domain, &row.tenant_id)?;
             } else {
                 tenancy::update_domain_state(tx, &row, t)?;
             }
@@ -294,6 +289,16 @@ impl Provisioner {
             enabled += 1;
         }
         write_batch(tx, &Batch { ops }, t)?;
+        audit::record(
+            tx,
+            actor,
+            "import.batch",
+            &format!("batch {number}"),
+            json!({"domains": chunk.len(), "enabled": enabled, "already": already,
+                   "first": chunk.first(), "last": chunk.last(),
+                   "tenantId": opts.tenant, "dane": opts.dane}),
+        )
+        .map_err(Stop::Db)?;
         Ok((enabled, already))
     }
 }
