@@ -687,6 +687,21 @@ fn the_api_checks_the_token_first_and_bounds_everything() {
         200,
         "health needs no token"
     );
+
+    // the description knows the new routes and what the limits answer
+    let (st, doc) = http(s.api, "GET", "/v1/openapi.json", None, None);
+    assert_eq!(st, 200);
+    for (path, method) in [
+        ("/v1/domains/{domain}/verify", "post"),
+        ("/v1/domains/{domain}", "delete"),
+        ("/v1/tokens", "get"),
+        ("/v1/tokens", "post"),
+        ("/v1/tokens/{id}", "delete"),
+        ("/v1/audit", "get"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op["responses"]["429"].is_object(), "{method} {path}: {op}");
+    }
 }
 
 #[test]

@@ -297,6 +297,61 @@ mod tests {
         assert!(!same_hash(b"abc", b"abcd"));
     }
 
+    fn provisioner(dir: &Path) -> Provisioner {
+        let settings = super::super::Settings {
+            zone: hickory_proto::rr::Name::from_ascii("mx.example.").unwrap(),
+            partitions: vec!["o-v1".into()],
+            seeds: vec![],
+            initial_domain_suffix: None,
+            busy_timeout: Duration::from_secs(5),
+        };
+        Provisioner::open(&dir.join("db"), dir, settings).unwrap()
+    }
+
+    #[test]
+    fn authentication_needs_neither_the_store_lock_nor_a_writer_to_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provisioner(dir.path());
+        let admin = admin_token(dir.path()).unwrap();
+        let grant = p.create_token(&Actor::cli(), None, Some("x")).unwrap();
+        let auth = p.authenticator();
+        // the provisioner's lock is held and a write transaction is open on its connection
+        // (what a bulk import batch does)
+        let mut store = p.lock();
+        store
+            .transaction(|tx| {
+                tokens::revoke(tx, &grant.token_id, 1)?;
+                let (tx_auth, rx) = std::sync::mpsc::channel();
+                let (a, g) = (admin.clone(), grant.token.clone());
+                let auth = auth.clone();
+                std::thread::spawn(move || {
+                    let _ = tx_auth.send((auth.authenticate(&a), auth.authenticate(&g)));
+                });
+                let (boot, new) = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("authentication waited for the lock or the writer");
+                assert_eq!(boot.map(|a| a.caller), Ok(Caller::Admin));
+                assert!(new.is_ok(), "the uncommitted revocation is not seen yet");
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        // committed: refused from now on
+        assert_eq!(
+            auth.authenticate(&grant.token),
+            Err(AuthError::Unauthorized)
+        );
+        assert_eq!(
+            auth.authenticate("tkunknown.abc"),
+            Err(AuthError::Unauthorized)
+        );
+        assert_eq!(auth.authenticate(""), Err(AuthError::Unauthorized));
+        assert_eq!(
+            auth.authenticate(&"x".repeat(300)),
+            Err(AuthError::Unauthorized)
+        );
+    }
+
     #[test]
     fn a_token_names_its_row() {
         let (row, text) = new_token(Some("t-1"), "x", 5);
