@@ -224,6 +224,8 @@ pub struct Settings {
     pub initial_domain_suffix: Option<String>,
     /// How long a write waits for another writer before DnssecOperationFailed.
     pub busy_timeout: Duration,
+    /// Unverified claims one tenant may hold at once (the admin's adds are not counted).
+    pub max_claims_per_tenant: usize,
 }
 
 /// A domain's state, as `Get-DnssecStatusForVerifiedDomain` shows it, with its verification.

@@ -66,6 +66,8 @@ pub struct Config {
     pub status_timeout_ms: u64,
     /// The HTTP API's limits (`[api]`).
     pub api: ApiConfig,
+    /// Unverified domain claims one tenant may hold at once.
+    pub max_claims_per_tenant: usize,
 }
 
 /// Limits of the HTTP API (`[api]`). Rates are requests per second; 0 turns a limit off.
@@ -180,6 +182,7 @@ impl Default for Config {
             mta_sts_port: 443,
             status_timeout_ms: 3000,
             api: ApiConfig::default(),
+            max_claims_per_tenant: 1000,
         }
     }
 }
@@ -504,6 +507,7 @@ impl Config {
             seeds,
             initial_domain_suffix: self.initial_domain_suffix.clone(),
             busy_timeout: std::time::Duration::from_millis(self.store_busy_timeout_ms),
+            max_claims_per_tenant: self.max_claims_per_tenant,
         })
     }
 

@@ -98,6 +98,7 @@ impl Provisioner {
         enum Added {
             NoTenant,
             Taken(String),
+            TooMany,
             Done(bool),
         }
         let t = now();
@@ -129,6 +130,11 @@ impl Provisioner {
                 if claims::get(tx, &domain, tenant)?.is_some() {
                     return Ok(Added::Done(false));
                 }
+                if !actor.is_admin()
+                    && claims::count_of_tenant(tx, tenant)? >= self.settings.max_claims_per_tenant
+                {
+                    return Ok(Added::TooMany);
+                }
                 claims::insert(
                     tx,
                     &ClaimRow {
@@ -156,6 +162,16 @@ impl Provisioner {
                     409,
                     "DomainAlreadyAccepted",
                     format!("The domain {domain} is a verified domain of tenant {owner}; remove it there first (DELETE /v1/domains/{domain})."),
+                ))
+            }
+            Added::TooMany => {
+                return Err(ApiError::new(
+                    409,
+                    "TooManyClaims",
+                    format!(
+                        "The organization holds {} unverified domains; verify or remove some first.",
+                        self.settings.max_claims_per_tenant
+                    ),
                 ))
             }
             Added::Done(created) => created,
@@ -471,6 +487,117 @@ impl Provisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn provisioner(dir: &std::path::Path) -> Provisioner {
+        let settings = super::super::Settings {
+            zone: hickory_proto::rr::Name::from_ascii("mx.example.").unwrap(),
+            partitions: vec!["o-v1".into()],
+            seeds: vec![crate::store::tenancy::PartitionRow {
+                name: "o-v1".into(),
+                addresses: vec!["192.0.2.25".into()],
+                host_ttl: 300,
+            }],
+            initial_domain_suffix: None,
+            busy_timeout: Duration::from_secs(5),
+            max_claims_per_tenant: 3,
+        };
+        Provisioner::open(&dir.join("db"), dir, settings).unwrap()
+    }
+
+    fn tenant(p: &Provisioner, name: &str) -> (String, Actor) {
+        let g = p.create_tenant(&Actor::cli(), name).unwrap();
+        let id = g.tenant_id.unwrap();
+        (id.clone(), Actor::api(Caller::Tenant(id), &g.token_id))
+    }
+
+    #[test]
+    fn proof_decides_and_a_verified_domain_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provisioner(dir.path());
+        let (a, ta) = tenant(&p, "a");
+        let (b, tb) = tenant(&p, "b");
+        let d = "contoso.com";
+        let (va, created) = p.add_domain(&ta, &a, d, false).unwrap();
+        assert!(created && !va.verified);
+        let va = va.verification.unwrap().value;
+        let vb = p
+            .add_domain(&tb, &b, d, false)
+            .unwrap()
+            .0
+            .verification
+            .unwrap()
+            .value;
+        let none = |_: &str| Ok(vec!["v=spf1 -all".to_string()]);
+        let down = |_: &str| Err(LookupError::NoAnswer("timeout".into()));
+        let both = {
+            let (va, vb) = (va.clone(), vb.clone());
+            move |_: &str| Ok(vec![va.clone(), vb.clone()])
+        };
+        let e = p.verify_domain(&ta, d, None, &none).unwrap_err();
+        assert_eq!((e.status, e.code), (409, "DomainVerificationFailed"));
+        let e = p.verify_domain(&ta, d, None, &down).unwrap_err();
+        assert_eq!((e.status, e.code), (503, "DnsLookupFailed"));
+        assert!(
+            !e.details.contains("timeout"),
+            "no internal text: {}",
+            e.details
+        );
+        // the admin cannot tell whose claim when both values are published
+        let e = p.verify_domain(&Actor::cli(), d, None, &both).unwrap_err();
+        assert_eq!(e.code, "DomainVerificationFailed");
+        assert!(e.details.contains(&a) && e.details.contains(&b));
+        // A proves it
+        let s = p.verify_domain(&ta, d, None, &both).unwrap();
+        assert!(s.verified && s.verification.is_none());
+        // B's value is published too: nothing moves
+        let e = p.verify_domain(&tb, d, None, &both).unwrap_err();
+        assert_eq!((e.status, e.code), (409, "DomainVerifiedElsewhere"));
+        assert!(!e.details.contains(&a), "{}", e.details);
+        assert_eq!(
+            p.state(&Actor::cli(), d).unwrap().tenant_id.as_deref(),
+            Some(a.as_str())
+        );
+        let e = p.enable_dnssec(&tb, d).unwrap_err();
+        assert_eq!(e.code, "DomainNotFound");
+        p.enable_dnssec(&ta, d).unwrap();
+        // B still sees only its own claim
+        let sb = p.state(&tb, d).unwrap();
+        assert!(!sb.verified && !sb.dnssec_enabled && sb.tenant_id.is_none());
+        assert_eq!(sb.verification.unwrap().value, vb);
+        // removal by the owner; then B's proof counts
+        p.remove_domain(&ta, d).unwrap();
+        assert_eq!(p.state(&ta, d).unwrap_err().status, 404);
+        let s = p.verify_domain(&tb, d, None, &both).unwrap();
+        assert!(s.verified);
+        assert!(p.enable_dnssec(&tb, d).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_holds_a_bounded_number_of_claims() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provisioner(dir.path());
+        let (a, ta) = tenant(&p, "a");
+        for i in 0..3 {
+            p.add_domain(&ta, &a, &format!("d{i}.example"), false)
+                .unwrap();
+        }
+        // the same claim again is no new claim
+        assert!(!p.add_domain(&ta, &a, "d0.example", false).unwrap().1);
+        let e = p.add_domain(&ta, &a, "d3.example", false).unwrap_err();
+        assert_eq!((e.status, e.code), (409, "TooManyClaims"));
+        // the operator is not bound by it; a removed claim frees a place
+        p.add_domain(&Actor::cli(), &a, "d4.example", false)
+            .unwrap();
+        p.remove_domain(&ta, "d1.example").unwrap();
+        let e = p.add_domain(&ta, &a, "d3.example", false).unwrap_err();
+        assert_eq!(
+            e.code, "TooManyClaims",
+            "the operator's claim counts once made"
+        );
+        p.remove_domain(&ta, "d4.example").unwrap();
+        p.add_domain(&ta, &a, "d3.example", false).unwrap();
+    }
 
     #[test]
     fn a_value_is_published_only_whole() {

@@ -304,6 +304,7 @@ mod tests {
             seeds: vec![],
             initial_domain_suffix: None,
             busy_timeout: Duration::from_secs(5),
+            max_claims_per_tenant: 10,
         };
         Provisioner::open(&dir.join("db"), dir, settings).unwrap()
     }

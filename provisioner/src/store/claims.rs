@@ -58,6 +58,14 @@ pub fn insert(c: &Connection, claim: &ClaimRow) -> Result<()> {
     Ok(())
 }
 
+/// How many claims `tenant` holds.
+pub fn count_of_tenant(c: &Connection, tenant: &str) -> Result<usize> {
+    Ok(
+        c.prepare_cached("SELECT COUNT(*) FROM domain_claims WHERE tenant_id=?1")?
+            .query_row([tenant], |r| r.get::<_, i64>(0))? as usize,
+    )
+}
+
 /// Removes one tenant's claim; returns whether there was one.
 pub fn delete(c: &Connection, domain: &str, tenant: &str) -> Result<bool> {
     Ok(
