@@ -26,8 +26,10 @@ PID=
 stop() { [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; PID=; }
 trap stop EXIT
 
+# provision.py --attach enables its domains one after another as a tenant: no rate limit
+printf '[api]\ntenant_rate = 0\n' > "$WORK/mxdns.toml"
 serve() {
-  "$BIN" --data-dir "$DATA" serve --dns-listen 127.0.0.1:$DNS_PORT --api-listen 127.0.0.1:$API_PORT \
+  "$BIN" --data-dir "$DATA" --config "$WORK/mxdns.toml" serve --dns-listen 127.0.0.1:$DNS_PORT --api-listen 127.0.0.1:$API_PORT \
     2>>"$WORK/server.log" & PID=$!
 }
 rss() { awk '/VmRSS/{print int($2/1024)}' /proc/$PID/status; }

@@ -34,11 +34,12 @@ fn setup(config: &str) -> Setup {
     assert_eq!(st, 201, "{v}");
     let tenant = v["tenantId"].as_str().unwrap().to_string();
     let tenant_token = v["token"].as_str().unwrap().to_string();
+    // the operator vouches for the domain (a tenant proves it in DNS: tests/tenancy.rs)
     let (st, v) = http(
         s.api,
         "POST",
         &format!("/v1/tenants/{tenant}/domains"),
-        Some(&tenant_token),
+        Some(&admin),
         Some(&json!({"domain": "Contoso.COM.", "verified": true})),
     );
     assert_eq!(st, 201, "{v}");
@@ -294,7 +295,7 @@ fn every_error_code() {
         s.api,
         "POST",
         &format!("/v1/tenants/{tenant}/domains"),
-        Some(&t),
+        Some(&admin),
         Some(&json!({"domain": "contoso.onmxdns.example", "verified": true})),
     );
     let (st, v) = post(&s, "/v1/domains/contoso.onmxdns.example/dnssec/enable", &t);
@@ -448,7 +449,7 @@ fn fleet_certificate_change_updates_every_dane_host() {
             s.api,
             "POST",
             &format!("/v1/tenants/{tenant}/domains"),
-            Some(&t),
+            Some(&admin),
             Some(&json!({"domain": d, "verified": true})),
         );
         assert_eq!(

@@ -157,7 +157,7 @@ fn mx_and_mta_sts_findings() {
             s.api,
             "POST",
             &format!("/v1/tenants/{tenant}/domains"),
-            Some(&token),
+            Some(&admin),
             Some(&json!({"domain": d, "verified": true})),
         );
         assert_eq!(st, 201, "{v}");

@@ -78,6 +78,29 @@ impl CheckSettings {
     }
 }
 
+/// Why [`lookup_txt`] has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0} is not a domain name")]
+    BadName(String),
+    #[error("the resolver did not answer: {0}")]
+    NoAnswer(String),
+    #[error("the resolver answered {0}")]
+    Failed(String),
+}
+
+/// The TXT records at `name` (each record's strings joined), through the configured resolver
+/// ([`Resolver::txt`]). A name that does not exist, or has no TXT record, has none
+/// (`Ok(vec![])`).
+pub fn lookup_txt(s: &CheckSettings, name: &str) -> Result<Vec<String>, LookupError> {
+    use crate::resolver::ResolveError;
+    s.dns().txt(name).map_err(|e| match e {
+        ResolveError::BadName(n) => LookupError::BadName(n),
+        ResolveError::Rcode { rcode, .. } => LookupError::Failed(rcode.to_string()),
+        other => LookupError::NoAnswer(other.to_string()),
+    })
+}
+
 /// The trusted roots of MTA-STS policy servers, read once per settings: the system's
 /// (rustls-native-certs: `SSL_CERT_FILE`/`SSL_CERT_DIR`, else the platform's store) and the
 /// certificates of `status_ca_file`.

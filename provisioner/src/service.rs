@@ -8,32 +8,111 @@
 //! sentences ([`ApiError`]); the HTTP layer maps them to status codes in one place.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, TLSA};
 use hickory_proto::rr::{Name, RData, RecordType};
 use ring::rand::SecureRandom;
+use serde_json::json;
 
 use crate::store::tenancy::{self, CertRow, DomainRow, PartitionRow};
 use crate::store::{write_batch, Batch, BatchOp, Store, StoreError};
 use crate::{certs, mxtoken};
 
+mod audit;
 mod import;
 mod lock;
+mod ownership;
+mod tokens;
+pub use audit::{record as record_audit, AuditPage};
 pub use import::{parse_import, ImportOptions, ImportReport};
+pub use ownership::VERIFY_PREFIX;
+pub use tokens::{admin_token, AuthError, Authenticator, TokenGrant};
 
-/// Who is calling.
+/// Whose authority a call has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    /// The operator (admin token): every tenant, every domain, partitions.
+    /// The operator (admin token, command line): every tenant, every domain, partitions.
     Admin,
     /// A tenant: only its own domains.
     Tenant(String),
 }
 
+/// How a call reached the provisioner (the audit trail's "who").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The HTTP API, with a token.
+    Api,
+    /// The operator's command line on the data directory.
+    Cli,
+    /// The server itself (its rollover scheduler, the bootstrap admin token).
+    System,
+}
+
+/// Who makes a call: the authority, the token it came with, and how it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub caller: Caller,
+    pub token_id: Option<String>,
+    pub via: Via,
+}
+
+impl Actor {
+    /// The operator's command line.
+    pub fn cli() -> Self {
+        Self {
+            caller: Caller::Admin,
+            token_id: None,
+            via: Via::Cli,
+        }
+    }
+    /// The server acting on its own.
+    pub fn system() -> Self {
+        Self {
+            caller: Caller::Admin,
+            token_id: None,
+            via: Via::System,
+        }
+    }
+    /// A caller of the API, authenticated by the token `token_id`.
+    pub fn api(caller: Caller, token_id: &str) -> Self {
+        Self {
+            caller,
+            token_id: Some(token_id.to_string()),
+            via: Via::Api,
+        }
+    }
+    pub fn is_admin(&self) -> bool {
+        self.caller == Caller::Admin
+    }
+    pub fn tenant(&self) -> Option<&str> {
+        match &self.caller {
+            Caller::Tenant(t) => Some(t),
+            Caller::Admin => None,
+        }
+    }
+    /// The audit trail's actor: `admin`, `tenant`, `cli` or `system`.
+    pub fn kind(&self) -> &'static str {
+        match (self.via, &self.caller) {
+            (Via::Cli, _) => "cli",
+            (Via::System, _) => "system",
+            (Via::Api, Caller::Admin) => "admin",
+            (Via::Api, Caller::Tenant(_)) => "tenant",
+        }
+    }
+    fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
+    }
+}
+
 /// An error as the cmdlets report it: a code and a sentence, plus the HTTP status to use.
+/// The sentence never carries the text of an internal error (that goes to the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
@@ -42,7 +121,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, details: impl Into<String>) -> Self {
+    pub fn new(status: u16, code: &'static str, details: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -57,6 +136,19 @@ impl ApiError {
     }
     fn invalid(code: &'static str, details: impl Into<String>) -> Self {
         Self::new(400, code, details)
+    }
+    fn tenant_not_found(tenant: &str) -> Self {
+        Self::new(404, "TenantNotFound", format!("Tenant {tenant} not found."))
+    }
+    /// A failure of the store, logged with its cause; the caller is told only that nothing
+    /// was changed.
+    fn storage(code: &'static str, what: &str, e: StoreError) -> Self {
+        tracing::warn!(error = %e, operation = what, "store operation failed");
+        Self::new(
+            409,
+            code,
+            format!("{what} failed due to a storage error; nothing was changed. Retry the operation at a later time."),
+        )
     }
 }
 
@@ -73,6 +165,8 @@ enum Op {
     DisableDnssec,
     EnableDane,
     DisableDane,
+    Verify,
+    Remove,
 }
 
 impl Op {
@@ -82,6 +176,8 @@ impl Op {
             Op::DisableDnssec => "DNSSEC disabling",
             Op::EnableDane => "SMTP DANE enabling",
             Op::DisableDane => "SMTP DANE disabling",
+            Op::Verify => "Domain verification",
+            Op::Remove => "Domain removal",
         }
     }
     fn failed(self, why: impl std::fmt::Display) -> ApiError {
@@ -104,6 +200,16 @@ impl Op {
             ),
         )
     }
+    fn not_verified(self, domain: &str) -> ApiError {
+        ApiError::new(
+            404,
+            "DomainNotFound",
+            format!(
+                "{} failed due to domain {domain} not being a verified domain of the organization. Publish its verification TXT record and verify it (POST /v1/domains/{domain}/verify) first.",
+                self.what()
+            ),
+        )
+    }
 }
 
 /// Configuration of the provisioner.
@@ -119,19 +225,47 @@ pub struct Settings {
     pub initial_domain_suffix: Option<String>,
     /// How long a write waits for another writer before DnssecOperationFailed.
     pub busy_timeout: Duration,
+    /// Unverified claims one tenant may hold at once (the admin's adds are not counted).
+    pub max_claims_per_tenant: usize,
 }
 
-/// A domain's DNSSEC/DANE state, as `Get-DnssecStatusForVerifiedDomain` shows it.
+/// A domain's state, as `Get-DnssecStatusForVerifiedDomain` shows it, with its verification.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainState {
     pub domain: String,
+    /// The owner (the admin's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
     pub verified: bool,
     pub dnssec_enabled: bool,
     pub smtp_dane_enabled: bool,
     pub dnssec_mx_value: Option<String>,
     pub partition: Option<String>,
     pub tlsa_records: Vec<String>,
+    /// What the tenant publishes to prove the domain (null once verified).
+    pub verification: Option<Verification>,
+    /// Every tenant's claim on a domain nobody has verified (the admin's view only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimView>,
+}
+
+/// The DNS record that proves a claim: `<domain> TXT "<value>"`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: &'static str,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimView {
+    pub tenant_id: String,
+    pub value: String,
+    pub added_at: i64,
 }
 
 /// One published TLSA record in presentation form with the certificate it comes from.
@@ -176,7 +310,7 @@ impl TlsaView {
 pub struct Provisioner {
     store: Mutex<Store>,
     settings: Settings,
-    admin_token: String,
+    auth: Arc<Authenticator>,
 }
 
 fn now() -> i64 {
@@ -200,52 +334,6 @@ fn sha256(s: &str) -> Vec<u8> {
         .to_vec()
 }
 
-/// Constant-time comparison of two secrets.
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (sha256(a), sha256(b));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
-}
-
-/// Reads the admin token, creating it (mode 0600) on first use.
-pub fn admin_token(data_dir: &Path) -> std::io::Result<String> {
-    let path = data_dir.join("admin-token");
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok(t.trim().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = random_hex(32);
-            let tmp = path.with_extension("tmp");
-            {
-                use std::io::Write;
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create(true).truncate(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    opts.mode(0o600);
-                }
-                let mut f = opts.open(&tmp)?;
-                writeln!(f, "{token}")?;
-                f.sync_all()?;
-            }
-            // another process may have won the race: keep theirs
-            match std::fs::hard_link(&tmp, &path) {
-                Ok(()) => {
-                    std::fs::remove_file(&tmp)?;
-                    Ok(token)
-                }
-                Err(_) => {
-                    std::fs::remove_file(&tmp)?;
-                    Ok(std::fs::read_to_string(&path)?.trim().to_string())
-                }
-            }
-        }
-        Err(e) => Err(e),
-    }
-}
-
 fn db_err(op: Op) -> impl Fn(StoreError) -> ApiError {
     move |e| {
         tracing::warn!(error = %e, operation = op.what(), "store write failed");
@@ -253,7 +341,14 @@ fn db_err(op: Op) -> impl Fn(StoreError) -> ApiError {
     }
 }
 
+fn normalize(domain: &str) -> Result<String, ApiError> {
+    mxtoken::normalize_domain(domain)
+        .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))
+}
+
 impl Provisioner {
+    /// Opens the store (creating and migrating it), seeds the partitions and registers the
+    /// bootstrap admin token of `<data_dir>/admin-token` (created on first use).
     pub fn open(db: &Path, data_dir: &Path, settings: Settings) -> Result<Self, StoreError> {
         let mut store = Store::open_with_timeout(db, settings.busy_timeout)?;
         store.transaction(|tx| {
@@ -262,12 +357,14 @@ impl Provisioner {
             }
             Ok(())
         })?;
-        let admin_token =
+        let bootstrap =
             admin_token(data_dir).map_err(|e| StoreError::Data(format!("admin token: {e}")))?;
+        tokens::register_bootstrap(&mut store, &bootstrap, now())?;
+        let auth = Arc::new(Authenticator::new(db, settings.busy_timeout));
         Ok(Self {
             store: Mutex::new(store),
             settings,
-            admin_token,
+            auth,
         })
     }
 
@@ -275,23 +372,14 @@ impl Provisioner {
         &self.settings
     }
 
-    /// Maps a bearer token to a caller.
-    pub fn authenticate(&self, bearer: &str) -> Result<Caller, ApiError> {
-        if same_secret(bearer, &self.admin_token) {
-            return Ok(Caller::Admin);
-        }
-        let store = self.lock_store();
-        match tenancy::tenant_by_token(store.conn(), &sha256(bearer)) {
-            Ok(Some(id)) => Ok(Caller::Tenant(id)),
-            _ => Err(ApiError::unauthorized()),
-        }
+    /// Maps bearer tokens to callers, on connections of its own (never the store's lock).
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.auth.clone()
     }
 
-    /// Creates a tenant; returns its id and its token (shown once; only its hash is stored).
-    pub fn create_tenant(&self, caller: &Caller, name: &str) -> Result<(String, String), ApiError> {
-        if *caller != Caller::Admin {
-            return Err(ApiError::forbidden());
-        }
+    /// Creates a tenant and its first token (shown once; only its hash is stored).
+    pub fn create_tenant(&self, actor: &Actor, name: &str) -> Result<TokenGrant, ApiError> {
+        actor.require_admin()?;
         let name = name.trim();
         if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
             return Err(ApiError::invalid(
@@ -300,92 +388,27 @@ impl Provisioner {
             ));
         }
         let id = format!("t-{}", random_hex(8));
-        let token = random_hex(32);
-        let mut store = self.lock_store();
-        store
-            .transaction(|tx| tenancy::insert_tenant(tx, &id, name, &sha256(&token), now()))
-            .map_err(|e| {
-                ApiError::new(
-                    409,
-                    "TenantOperationFailed",
-                    format!("The tenant could not be created: {e}"),
-                )
-            })?;
-        tracing::info!(tenant = %id, "tenant created");
-        Ok((id, token))
-    }
-
-    /// Adds (or updates) an accepted domain of a tenant.
-    pub fn add_domain(
-        &self,
-        caller: &Caller,
-        tenant: &str,
-        domain: &str,
-        verified: bool,
-    ) -> Result<DomainState, ApiError> {
-        match caller {
-            Caller::Admin => {}
-            Caller::Tenant(t) if t == tenant => {}
-            Caller::Tenant(_) => {
-                return Err(ApiError::new(
-                    404,
-                    "TenantNotFound",
-                    format!("Tenant {tenant} not found."),
-                ))
-            }
-        }
-        let domain = mxtoken::normalize_domain(domain)
-            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let mut store = self.lock_store();
-        let added = store
+        let t = now();
+        let (row, token) = tokens::new_token(Some(&id), "created with the tenant", t);
+        self.lock_store()
             .transaction(|tx| {
-                if !tenancy::tenant_exists(tx, tenant)? {
-                    return Ok(None);
-                }
-                tenancy::upsert_domain(tx, &domain, tenant, verified, now()).map(Some)
-            })
-            .map_err(|e| {
-                ApiError::new(
-                    409,
-                    "DomainOperationFailed",
-                    format!("The domain could not be added: {e}"),
+                tenancy::insert_tenant(tx, &id, name, t)?;
+                crate::store::tokens::insert(tx, &row)?;
+                audit::record(
+                    tx,
+                    actor,
+                    "tenant.create",
+                    &id,
+                    json!({"name": name, "tokenId": row.id}),
                 )
-            })?;
-        match added {
-            None => Err(ApiError::new(
-                404,
-                "TenantNotFound",
-                format!("Tenant {tenant} not found."),
-            )),
-            Some(false) => Err(ApiError::new(
-                409,
-                "DomainAlreadyAccepted",
-                format!("The domain {domain} is an accepted domain of another tenant."),
-            )),
-            Some(true) => {
-                drop(store);
-                self.state(caller, &domain)
-            }
-        }
-    }
-
-    /// The domain row if `caller` may act on it; other tenants' domains do not exist for them.
-    fn domain_for(
-        &self,
-        store: &Store,
-        caller: &Caller,
-        domain: &str,
-        op: Op,
-    ) -> Result<DomainRow, ApiError> {
-        let row = tenancy::get_domain(store.conn(), domain).map_err(db_err(op))?;
-        match row {
-            Some(d)
-                if *caller == Caller::Admin || *caller == Caller::Tenant(d.tenant_id.clone()) =>
-            {
-                Ok(d)
-            }
-            _ => Err(op.not_found(domain)),
-        }
+            })
+            .map_err(|e| ApiError::storage("TenantOperationFailed", "Creating the tenant", e))?;
+        tracing::info!(tenant = %id, "tenant created");
+        Ok(TokenGrant {
+            token_id: row.id,
+            token,
+            tenant_id: Some(id),
+        })
     }
 
     fn check_supported(&self, domain: &str) -> Result<(), ApiError> {
@@ -416,20 +439,12 @@ impl Provisioner {
     }
 
     /// `Enable-DnssecForVerifiedDomain`: returns the MX value (`contoso-com.o-v1.mx.example`).
-    pub fn enable_dnssec(&self, caller: &Caller, domain: &str) -> Result<String, ApiError> {
+    pub fn enable_dnssec(&self, actor: &Actor, domain: &str) -> Result<String, ApiError> {
         let op = Op::EnableDnssec;
-        let domain = mxtoken::normalize_domain(domain)
-            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let domain = normalize(domain)?;
         let mut store = self.lock_store();
-        let mut row = self.domain_for(&store, caller, &domain, op)?;
+        let mut row = self.owned(&store, actor, &domain, op)?;
         self.check_supported(&domain)?;
-        if !row.verified {
-            return Err(ApiError::new(
-                404,
-                "DomainNotFound",
-                format!("{} failed due to domain {domain} not being a verified domain of the organization.", op.what()),
-            ));
-        }
         let host = store
             .transaction(|tx| {
                 // the token and partition are assigned once and never change
@@ -469,6 +484,8 @@ impl Provisioner {
                     ops.extend(self.tlsa_ops(tx, &partition, &host, p.host_ttl)?);
                 }
                 write_batch(tx, &Batch { ops }, now())?;
+                let mx = host.to_ascii().trim_end_matches('.').to_string();
+                audit::record(tx, actor, "dnssec.enable", &domain, json!({"mx": mx}))?;
                 Ok(host)
             })
             .map_err(db_err(op))?;
@@ -478,36 +495,20 @@ impl Provisioner {
     }
 
     /// `Disable-DnssecForVerifiedDomain`: removes the host and its TLSA; keeps the token.
-    pub fn disable_dnssec(&self, caller: &Caller, domain: &str) -> Result<(), ApiError> {
+    pub fn disable_dnssec(&self, actor: &Actor, domain: &str) -> Result<(), ApiError> {
         let op = Op::DisableDnssec;
-        let domain = mxtoken::normalize_domain(domain)
-            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let domain = normalize(domain)?;
         let mut store = self.lock_store();
-        let mut row = self.domain_for(&store, caller, &domain, op)?;
+        let mut row = self.owned(&store, actor, &domain, op)?;
         self.check_supported(&domain)?;
         store
             .transaction(|tx| {
-                let ops = match (&row.mx_token, &row.partition) {
-                    (Some(t), Some(p)) => {
-                        let host = self.host(t, p);
-                        let zone = self.partition_zone(p);
-                        vec![
-                            BatchOp::DeleteName {
-                                zone: zone.clone(),
-                                owner: host.clone(),
-                            },
-                            BatchOp::DeleteName {
-                                zone,
-                                owner: tlsa_owner(&host),
-                            },
-                        ]
-                    }
-                    _ => Vec::new(),
-                };
+                let ops = self.unpublish_ops(&row);
                 row.dnssec = false;
                 row.dane = false;
                 tenancy::update_domain_state(tx, &row, now())?;
                 write_batch(tx, &Batch { ops }, now())?;
+                audit::record(tx, actor, "dnssec.disable", &domain, json!({}))?;
                 Ok(())
             })
             .map_err(db_err(op))?;
@@ -515,17 +516,37 @@ impl Provisioner {
         Ok(())
     }
 
+    /// What takes a domain's host out of the served zone: its name and its TLSA name.
+    fn unpublish_ops(&self, row: &DomainRow) -> Vec<BatchOp> {
+        match (&row.mx_token, &row.partition) {
+            (Some(t), Some(p)) => {
+                let host = self.host(t, p);
+                let zone = self.partition_zone(p);
+                vec![
+                    BatchOp::DeleteName {
+                        zone: zone.clone(),
+                        owner: host.clone(),
+                    },
+                    BatchOp::DeleteName {
+                        zone,
+                        owner: tlsa_owner(&host),
+                    },
+                ]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// `Enable-SmtpDaneInbound` / `Disable-SmtpDaneInbound`.
-    pub fn set_dane(&self, caller: &Caller, domain: &str, enable: bool) -> Result<(), ApiError> {
+    pub fn set_dane(&self, actor: &Actor, domain: &str, enable: bool) -> Result<(), ApiError> {
         let op = if enable {
             Op::EnableDane
         } else {
             Op::DisableDane
         };
-        let domain = mxtoken::normalize_domain(domain)
-            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
+        let domain = normalize(domain)?;
         let mut store = self.lock_store();
-        let mut row = self.domain_for(&store, caller, &domain, op)?;
+        let mut row = self.owned(&store, actor, &domain, op)?;
         self.check_supported(&domain)?;
         let (Some(token), Some(partition), true) =
             (row.mx_token.clone(), row.partition.clone(), row.dnssec)
@@ -559,6 +580,12 @@ impl Provisioner {
             row.dane = enable;
             tenancy::update_domain_state(tx, &row, now())?;
             write_batch(tx, &Batch { ops }, now())?;
+            let action = if enable {
+                "dane.enable"
+            } else {
+                "dane.disable"
+            };
+            audit::record(tx, actor, action, &domain, json!({}))?;
             Ok(Ok(()))
         });
         result.map_err(db_err(op))??;
@@ -581,66 +608,18 @@ impl Provisioner {
         Ok(vec![dane_op(&self.partition_zone(partition), host, ttl)])
     }
 
-    /// `Get-DnssecStatusForVerifiedDomain` (state part; live DNS checks are added by the caller).
-    pub fn state(&self, caller: &Caller, domain: &str) -> Result<DomainState, ApiError> {
-        let domain = mxtoken::normalize_domain(domain)
-            .map_err(|e| ApiError::invalid("InvalidDomainName", e.to_string()))?;
-        let store = self.lock_store();
-        let row = tenancy::get_domain(store.conn(), &domain)
-            .map_err(|e| ApiError::new(409, "EG001", e.to_string()))?;
-        let row = match row {
-            Some(d)
-                if *caller == Caller::Admin || *caller == Caller::Tenant(d.tenant_id.clone()) =>
-            {
-                d
-            }
-            _ => {
-                return Err(ApiError::new(
-                    404,
-                    "EG001",
-                    format!("EG001: Cannot retrieve DNSSEC feature status for domain [{domain}]."),
-                ))
-            }
-        };
-        let mx = match (&row.mx_token, &row.partition) {
-            (Some(t), Some(p)) => {
-                Some(self.host(t, p).to_ascii().trim_end_matches('.').to_string())
-            }
-            _ => None,
-        };
-        let tlsa_records = match (&row.partition, row.dane && row.dnssec) {
-            (Some(p), true) => tenancy::partition_certs(store.conn(), p)
-                .unwrap_or_default()
-                .iter()
-                .map(|c| tlsa(c).to_string())
-                .collect(),
-            _ => Vec::new(),
-        };
-        Ok(DomainState {
-            domain: row.domain,
-            verified: row.verified,
-            dnssec_enabled: row.dnssec,
-            smtp_dane_enabled: row.dane && row.dnssec,
-            dnssec_mx_value: mx,
-            partition: row.partition,
-            tlsa_records,
-        })
-    }
-
     /// Sets a partition's fleet certificates and its one shared TLSA RRset, which every DANE
     /// host's TLSA name is a CNAME to: one RRset to change and sign, however many hosts.
     /// Input that is not a currently valid certificate changes nothing.
     pub fn set_certificates(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         partition: &str,
         current: &str,
         next: Option<&str>,
         issuers: &[String],
     ) -> Result<Vec<TlsaView>, ApiError> {
-        if *caller != Caller::Admin {
-            return Err(ApiError::forbidden());
-        }
+        actor.require_admin()?;
         self.known_partition(partition)?;
         let t = now();
         let parse = |role: &str, pem: &str| {
@@ -683,8 +662,7 @@ impl Provisioner {
             );
         }
         let zone = self.partition_zone(partition);
-        let mut store = self.lock_store();
-        store
+        self.lock_store()
             .transaction(|tx| {
                 tenancy::replace_partition_certs(tx, partition, &rows)?;
                 let ttl = tenancy::get_partition(tx, partition)?.map_or(300, |p| p.host_ttl);
@@ -697,9 +675,19 @@ impl Provisioner {
                     data,
                 )];
                 write_batch(tx, &Batch { ops }, t)?;
+                let records: Vec<String> = rows.iter().map(|c| tlsa(c).to_string()).collect();
+                audit::record(
+                    tx,
+                    actor,
+                    "partition.certificates",
+                    partition,
+                    json!({"tlsa": records}),
+                )?;
                 Ok(())
             })
-            .map_err(|e| ApiError::new(409, "DnssecOperationFailed", format!("The certificates could not be stored: {e}. Retry the operation at a later time.")))?;
+            .map_err(|e| {
+                ApiError::storage("DnssecOperationFailed", "Storing the certificates", e)
+            })?;
         tracing::info!(partition, records = rows.len(), "fleet certificates set");
         Ok(rows.iter().map(TlsaView::of).collect())
     }
@@ -719,14 +707,12 @@ impl Provisioner {
     /// Sets a partition's inbound addresses (and host TTL) and rewrites A/AAAA of its hosts.
     pub fn set_partition(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         partition: &str,
         addresses: &[std::net::IpAddr],
         host_ttl: Option<u32>,
     ) -> Result<PartitionRow, ApiError> {
-        if *caller != Caller::Admin {
-            return Err(ApiError::forbidden());
-        }
+        actor.require_admin()?;
         self.known_partition(partition)?;
         if addresses.is_empty() {
             return Err(ApiError::invalid(
@@ -735,8 +721,7 @@ impl Provisioner {
             ));
         }
         let zone = self.partition_zone(partition);
-        let mut store = self.lock_store();
-        store
+        self.lock_store()
             .transaction(|tx| {
                 let old = tenancy::get_partition(tx, partition)?;
                 let p = PartitionRow {
@@ -752,19 +737,24 @@ impl Provisioner {
                     }
                 }
                 write_batch(tx, &Batch { ops }, now())?;
+                audit::record(
+                    tx,
+                    actor,
+                    "partition.addresses",
+                    partition,
+                    json!({"addresses": p.addresses, "hostTtl": p.host_ttl}),
+                )?;
                 Ok(p)
             })
-            .map_err(|e| ApiError::new(409, "DnssecOperationFailed", format!("The partition could not be changed: {e}. Retry the operation at a later time.")))
+            .map_err(|e| ApiError::storage("DnssecOperationFailed", "Changing the partition", e))
     }
 
     pub fn partition(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         partition: &str,
     ) -> Result<(PartitionRow, Vec<TlsaView>), ApiError> {
-        if *caller != Caller::Admin {
-            return Err(ApiError::forbidden());
-        }
+        actor.require_admin()?;
         self.known_partition(partition)?;
         let store = self.lock_store();
         let p = tenancy::get_partition(store.conn(), partition)

@@ -5,7 +5,11 @@
 //! - `keys`: key metadata (the private key itself is a 0600 file next to the database);
 //! - `records`: zone content written by provisioning (owner, type, TTL, RDATA in wire form);
 //! - `changes`: an append-only log of touched (zone, owner) pairs, which the running server
-//!   follows so that writes made by another process (a command, the API) are served.
+//!   follows so that writes made by another process (a command, the API) are served;
+//! - `tenants`, `tokens`, `domains` (verified owners), `domain_claims` (unverified claims),
+//!   `partitions`, `partition_certs`, `audit` (`tenancy`, `claims`, `tokens`, `audit`).
+//!
+//! The database file and its -wal/-shm files have mode 0600.
 //!
 //! Every write is one transaction: it is either all in the database or not at all, and it is
 //! durable (`synchronous=FULL`) when the call returns.
@@ -19,7 +23,10 @@ use hickory_proto::serialize::binary::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
+pub mod audit;
+pub mod claims;
 pub mod tenancy;
+pub mod tokens;
 
 pub use rusqlite::Transaction;
 
@@ -115,6 +122,54 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE keys ADD COLUMN purged_at INTEGER;
      UPDATE keys SET ds_submitted_at = published_at, ds_seen_at = published_at WHERE role = 'ksk';
      ALTER TABLE zones ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0;",
+    // 4: tenancy by proof. Tokens get a table of their own (several per tenant, an id to revoke
+    // them by, admin tokens too); the tenants table is rebuilt without its one token column.
+    // Unverified claims move to `domain_claims` (any number of tenants per name, each with its
+    // own TXT value); a `domains` row is the owner and exists only once verified. `audit` is
+    // the trail of every change.
+    "CREATE TABLE tenants_v4 (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+     );
+     INSERT INTO tenants_v4(id, name, created_at) SELECT id, name, created_at FROM tenants;
+     CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT REFERENCES tenants(id),
+        token_sha256 BLOB NOT NULL UNIQUE,
+        label TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+     );
+     INSERT INTO tokens(id, tenant_id, token_sha256, label, created_at)
+        SELECT 'tk' || lower(hex(randomblob(8))), id, token_sha256, 'created with the tenant', created_at
+        FROM tenants;
+     DROP TABLE tenants;
+     ALTER TABLE tenants_v4 RENAME TO tenants;
+     CREATE INDEX tokens_tenant ON tokens(tenant_id);
+     CREATE TABLE domain_claims (
+        domain TEXT NOT NULL,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        value TEXT NOT NULL,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (domain, tenant_id)
+     ) WITHOUT ROWID;
+     CREATE INDEX domain_claims_tenant ON domain_claims(tenant_id);
+     INSERT INTO domain_claims(domain, tenant_id, value, added_at)
+        SELECT domain, tenant_id, 'mxdns-verify=' || lower(hex(randomblob(16))), added_at
+        FROM domains WHERE verified = 0 AND mx_token IS NULL;
+     DELETE FROM domains WHERE verified = 0 AND mx_token IS NULL;
+     UPDATE domains SET verified = 1 WHERE verified = 0;
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        tenant_id TEXT,
+        token_id TEXT,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+     );",
 ];
 
 /// A stored key's metadata.
@@ -225,6 +280,7 @@ impl Store {
 
     /// Opens with a given busy timeout (how long a write waits for another writer).
     pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<Self> {
+        create_private(path)?;
         let mut conn = Connection::open(path)?;
         // SQLite's own busy handler sleeps longer and longer (up to 100 ms between tries): a
         // writer waiting for a bulk import's transaction would mostly miss the short gaps
@@ -242,13 +298,18 @@ impl Store {
         }))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         let mut store = Self { conn };
         store.migrate()?;
+        store.conn.pragma_update(None, "foreign_keys", "ON")?;
+        make_private(path)?;
         Ok(store)
     }
 
+    /// Brings the schema up to date in one transaction. Foreign keys are off meanwhile (a
+    /// migration may rebuild a table others refer to: SQLite's documented procedure) and
+    /// checked before the commit.
     fn migrate(&mut self) -> Result<()> {
+        self.conn.pragma_update(None, "foreign_keys", "OFF")?;
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -277,6 +338,14 @@ impl Store {
                  ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 [i as i64 + 1],
             )?;
+        }
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+            .optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Data(format!(
+                "the migration left a dangling reference in {table}"
+            )));
         }
         tx.commit()?;
         Ok(())
@@ -541,6 +610,47 @@ fn note_touched(zone: &Name, owner: &Name) {
             }
         }
     });
+}
+
+/// Creates the database file with mode 0600 if it does not exist yet (SQLite gives its -wal and
+/// -shm files the mode of the database file).
+fn create_private(path: &Path) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .map(drop)
+        .map_err(|e| StoreError::Data(format!("creating {}: {e}", path.display())))
+}
+
+/// Mode 0600 for the database and its -wal and -shm files (a database made by an earlier
+/// version may have had the umask's mode).
+fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![path.to_path_buf()];
+        for ext in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(ext);
+            files.push(p.into());
+        }
+        for f in files {
+            match std::fs::metadata(&f) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).map_err(
+                        |e| StoreError::Data(format!("making {} private: {e}", f.display())),
+                    )?
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes a batch inside an open transaction; see [`Store::write`].
@@ -867,6 +977,57 @@ mod tests {
         // nothing is collected outside
         s.write(&Batch { ops: vec![op(3)] }, 3).unwrap();
         assert!(TOUCHED.with(|t| t.borrow().is_none()));
+    }
+
+    #[test]
+    fn migration_4_moves_tokens_and_unverified_domains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            // a version-3 database with a tenant, a verified and an unverified domain
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+                .unwrap();
+            for sql in &MIGRATIONS[..3] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.execute_batch(
+                "INSERT INTO meta VALUES('schema_version', 3);
+                 INSERT INTO tenants VALUES('t-1', 'contoso', x'0102', 7);
+                 INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at, mx_token, partition, dnssec)
+                     VALUES('a.example', 't-1', 1, 7, 7, 'a-example', 'o-v1', 1);
+                 INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at)
+                     VALUES('b.example', 't-1', 0, 8, 8);",
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let c = s.conn();
+        let tok = tokens::by_hash(c, &[1, 2]).unwrap().unwrap();
+        assert_eq!(tok.tenant_id.as_deref(), Some("t-1"));
+        assert!(tok.id.starts_with("tk") && tok.revoked_at.is_none());
+        let cols: Vec<String> = c
+            .prepare("SELECT name FROM pragma_table_info('tenants')")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(cols, ["id", "name", "created_at"], "no token column left");
+        assert!(tenancy::get_domain(c, "a.example").unwrap().unwrap().dnssec);
+        assert!(tenancy::get_domain(c, "b.example").unwrap().is_none());
+        let claim = claims::get(c, "b.example", "t-1").unwrap().unwrap();
+        assert!(claim.value.starts_with("mxdns-verify=") && claim.value.len() == 45);
+        // the references hold: a domain of an unknown tenant is refused
+        assert!(tenancy::insert_owner(c, "c.example", "t-9", 9).is_err());
+        tenancy::insert_owner(c, "c.example", "t-1", 9).unwrap();
+        drop(s);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "an older database is made private");
+        }
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub struct Config {
     /// Special-purpose addresses (loopback, private, link-local, ...: CIDR) that the status
     /// checks may connect to all the same; none by default.
     pub status_allow_addresses: Vec<String>,
+    /// The HTTP API's limits (`[api]`).
+    pub api: ApiConfig,
+    /// Unverified domain claims one tenant may hold at once.
+    pub max_claims_per_tenant: usize,
 }
 
 /// Thresholds of `GET /v1/health` (seconds unless said otherwise).
@@ -111,6 +115,60 @@ impl Default for HealthConfig {
             follower_max_age: 300,
             signature_margin: None,
             key_step_overdue: 3600,
+        }
+    }
+}
+
+/// Limits of the HTTP API (`[api]`). Rates are requests per second; 0 turns a limit off.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Connections served at once; more wait in the listen queue. Default 256.
+    pub max_connections: usize,
+    /// The request line and headers must arrive within this (seconds), also between requests
+    /// on a kept-alive connection. Default 10.
+    pub header_timeout: u64,
+    /// A whole request, from its headers to the answer (seconds), on every route but the bulk
+    /// import. Default 60.
+    pub request_timeout: u64,
+    /// The same for `POST /v1/import` (seconds). Default 3600.
+    pub import_timeout: u64,
+    /// Largest request body (bytes) on routes without their own limit. Default 64 KiB.
+    pub body_limit: usize,
+    /// Largest body of `PUT /v1/partitions/{p}/certificates` (PEM chains). Default 256 KiB.
+    pub certificates_body_limit: usize,
+    /// Largest body of `POST /v1/import`, read only after the admin token was checked.
+    /// Default 64 MiB (about a million domain names).
+    pub import_body_limit: usize,
+    /// Sustained requests per second of one tenant (all its tokens together). Default 10.
+    pub tenant_rate: f64,
+    /// Requests a tenant may make at once above its rate. Default 100.
+    pub tenant_burst: f64,
+    /// The same for the admin tokens together. Default 0 (unlimited).
+    pub admin_rate: f64,
+    pub admin_burst: f64,
+    /// Failed authentications per second of one source address (IPv6: its /64). Default 1.
+    pub auth_failure_rate: f64,
+    /// Failed authentications one source address may make at once. Default 20.
+    pub auth_failure_burst: f64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: 10,
+            request_timeout: 60,
+            import_timeout: 3600,
+            body_limit: 64 * 1024,
+            certificates_body_limit: 256 * 1024,
+            import_body_limit: 64 * 1024 * 1024,
+            tenant_rate: 10.0,
+            tenant_burst: 100.0,
+            admin_rate: 0.0,
+            admin_burst: 1000.0,
+            auth_failure_rate: 1.0,
+            auth_failure_burst: 20.0,
         }
     }
 }
@@ -176,6 +234,8 @@ impl Default for Config {
             mta_sts_port: 443,
             status_timeout_ms: 3000,
             status_allow_addresses: Vec::new(),
+            api: ApiConfig::default(),
+            max_claims_per_tenant: 1000,
         }
     }
 }
@@ -507,6 +567,7 @@ impl Config {
             seeds,
             initial_domain_suffix: self.initial_domain_suffix.clone(),
             busy_timeout: std::time::Duration::from_millis(self.store_busy_timeout_ms),
+            max_claims_per_tenant: self.max_claims_per_tenant,
         })
     }
 
@@ -544,6 +605,38 @@ impl Config {
         }
         if self.ns_addresses.is_empty() {
             bail!("ns_addresses must not be empty");
+        }
+        let a = &self.api;
+        if a.max_connections == 0
+            || a.header_timeout == 0
+            || a.request_timeout == 0
+            || a.import_timeout == 0
+        {
+            bail!("api: max_connections, header_timeout, request_timeout and import_timeout must be above 0");
+        }
+        if a.body_limit == 0 || a.certificates_body_limit == 0 || a.import_body_limit == 0 {
+            bail!("api: body limits must be above 0");
+        }
+        for (k, v) in [
+            ("tenant_rate", a.tenant_rate),
+            ("tenant_burst", a.tenant_burst),
+            ("admin_rate", a.admin_rate),
+            ("admin_burst", a.admin_burst),
+            ("auth_failure_rate", a.auth_failure_rate),
+            ("auth_failure_burst", a.auth_failure_burst),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                bail!("api.{k} must be a number of at least 0");
+            }
+        }
+        for (rate, burst, k) in [
+            (a.tenant_rate, a.tenant_burst, "tenant"),
+            (a.admin_rate, a.admin_burst, "admin"),
+            (a.auth_failure_rate, a.auth_failure_burst, "auth_failure"),
+        ] {
+            if rate > 0.0 && burst < 1.0 {
+                bail!("api.{k}_burst must be at least 1 when api.{k}_rate is set");
+            }
         }
         let zones = self.all_zones()?;
         for z in self.keys.zone.keys() {

@@ -19,6 +19,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use keys::rollover::{self, Action, KeyRole, KeyTimes, Parent, Refusal, Step};
 use keys::{KeyPair, Role};
 use provisioner::resolver::{Ask, Resolver, ResponseCode};
+use provisioner::service::{record_audit, Actor};
 use provisioner::store::{self, StoreError, Transaction};
 use provisioner::{KeyRow, Store};
 use serde::Serialize;
@@ -117,6 +118,16 @@ fn zone_arg(config: &Config, zone: &Name) -> Result<Name, LifecycleError> {
 /// Runs every due step of every zone (the scheduler; `keys roll --check`). Zones are done one
 /// by one, each in its own transaction; an error in one does not stop the others.
 pub fn check_all(config: &Config, store: &mut Store, now: u64) -> anyhow::Result<Vec<Done>> {
+    check_all_as(config, store, now, &Actor::system())
+}
+
+/// [`check_all`] on behalf of `actor` (the audit trail's who).
+pub fn check_all_as(
+    config: &Config,
+    store: &mut Store,
+    now: u64,
+    actor: &Actor,
+) -> anyhow::Result<Vec<Done>> {
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for zone in config.all_zones()? {
@@ -124,7 +135,7 @@ pub fn check_all(config: &Config, store: &mut Store, now: u64) -> anyhow::Result
         if config.parent_kind(&zone) == Parent::External && !config.keys.parent_servers.is_empty() {
             request = parent_check(config, store, &zone, now);
         }
-        match roll_zone(config, store, &zone, now, request) {
+        match roll_zone_as(config, store, &zone, now, request, actor) {
             Ok(d) => done.extend(d),
             Err(e) => {
                 tracing::error!(zone = %zone, error = %e, "key rollover step failed");
@@ -145,6 +156,19 @@ pub fn roll_zone(
     zone: &Name,
     now: u64,
     request: Option<Request>,
+) -> Result<Vec<Done>, LifecycleError> {
+    roll_zone_as(config, store, zone, now, request, &Actor::system())
+}
+
+/// [`roll_zone`] on behalf of `actor`: the steps done go into the audit trail, in their
+/// transaction.
+pub fn roll_zone_as(
+    config: &Config,
+    store: &mut Store,
+    zone: &Name,
+    now: u64,
+    request: Option<Request>,
+    actor: &Actor,
 ) -> Result<Vec<Done>, LifecycleError> {
     let zone = zone_arg(config, zone)?;
     let parent = config.parent_kind(&zone);
@@ -233,6 +257,16 @@ pub fn roll_zone(
         done.extend(purged);
         if !done.is_empty() {
             store::bump_key_version(tx, &zone)?;
+            let steps: Vec<serde_json::Value> = done
+                .iter()
+                .map(|d| serde_json::json!({"role": d.role, "keyTag": d.key_tag, "step": d.step}))
+                .collect();
+            let action = match request {
+                Some(Request::Roll(_)) => "keys.roll",
+                Some(Request::DsSeen) => "keys.ds_seen",
+                _ => "keys.steps",
+            };
+            record_audit(tx, actor, action, &zs, serde_json::json!({"steps": steps}))?;
         }
         Ok(done)
     })

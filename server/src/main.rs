@@ -1,4 +1,5 @@
 //! `mxdns`: the daemon (`serve`) and the operator commands.
+#![recursion_limit = "256"]
 
 mod api;
 mod cli;
@@ -66,5 +67,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dnssec { cmd } => provision_cmd(config, Provision::Dnssec(cmd)),
         Command::Dane { cmd } => provision_cmd(config, Provision::Dane(cmd)),
         Command::Partition { cmd } => provision_cmd(config, Provision::Partition(cmd)),
+        Command::Token { cmd } => provision_cmd(config, Provision::Token(cmd)),
+        Command::Audit { after, limit } => provision_cmd(config, Provision::Audit { after, limit }),
     }
 }

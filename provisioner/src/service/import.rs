@@ -10,21 +10,27 @@
 //!   (at most 100 ms), then pauses for `pause` (2 ms) for writers of other processes.
 //! - Running the same import again resumes it: domains already enabled are skipped, so only
 //!   what an interruption left undone is written.
+//! - An import is the admin's: domains it adds are verified (an unverified claim of the same
+//!   tenant is dropped, other tenants' claims stay); a domain another tenant owns stops it.
+//!   Each transaction writes one audit entry.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hickory_proto::rr::Name;
 
-use super::{address_ops, dane_op, now, ApiError, Caller, Provisioner};
+use serde_json::json;
+
+use super::{address_ops, audit, dane_op, now, Actor, ApiError, Provisioner};
 use crate::mxtoken;
+use crate::store::claims;
 use crate::store::tenancy::{self, DomainRow, PartitionRow};
 use crate::store::{write_batch, Batch, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// Domains not yet accepted are added, verified, to this tenant (an operator's import).
-    /// Without it every domain must already be an accepted, verified domain.
+    /// Domains not yet verified are added, verified, to this tenant (an operator's import).
+    /// Without it every domain must already be a verified domain.
     pub tenant: Option<String>,
     /// Enable SMTP DANE too (default); without it DANE is left as it is.
     pub dane: bool,
@@ -112,23 +118,15 @@ impl Provisioner {
     /// each committed batch. Admin only.
     pub fn import(
         &self,
-        caller: &Caller,
+        actor: &Actor,
         domains: &[String],
         opts: &ImportOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ImportReport, ApiError> {
-        if *caller != Caller::Admin {
-            return Err(ApiError::forbidden());
-        }
+        actor.require_admin()?;
         if let Some(t) = &opts.tenant {
-            let store = self.lock_store();
-            let exists = tenancy::tenant_exists(store.conn(), t).map_err(|e| {
-                ApiError::new(
-                    409,
-                    "ImportFailed",
-                    format!("The store could not be read: {e}."),
-                )
-            })?;
+            let exists = tenancy::tenant_exists(self.lock_store().conn(), t)
+                .map_err(|e| ApiError::storage("ImportFailed", "Reading the store", e))?;
             if !exists {
                 return Err(ApiError::new(
                     404,
@@ -147,7 +145,7 @@ impl Provisioner {
             let chunk = &domains[at..(at + batch).min(domains.len())];
             let mut store = self.lock_store();
             let result = store.transaction_with(|tx| -> Result<(usize, usize, usize), Stop> {
-                self.import_batch(tx, chunk, opts)
+                self.import_batch(tx, actor, report.batches + 1, chunk, opts)
             });
             drop(store);
             match result {
@@ -160,7 +158,10 @@ impl Provisioner {
                 Err(stop) => {
                     let why = match stop {
                         Stop::Domain(e) => format!("{}: {}", e.code, e.details),
-                        Stop::Db(e) => format!("the store failed: {e}"),
+                        Stop::Db(e) => {
+                            tracing::warn!(error = %e, "import batch failed in the store");
+                            "a storage error".to_string()
+                        }
                     };
                     tracing::warn!(done = at, batch = report.batches + 1, reason = %why, "import stopped");
                     return Err(ApiError::new(
@@ -198,6 +199,8 @@ impl Provisioner {
     fn import_batch(
         &self,
         tx: &rusqlite::Transaction<'_>,
+        actor: &Actor,
+        number: usize,
         chunk: &[String],
         opts: &ImportOptions,
     ) -> Result<(usize, usize, usize), Stop> {
@@ -217,7 +220,7 @@ impl Provisioner {
             parts.insert(p.clone(), (row, certs, load));
         }
         let mut ops = Vec::with_capacity(chunk.len() * 3);
-        let (mut enabled, mut already, mut taken) = (0, 0, 0);
+        let (mut enabled, mut already, mut taken) = (0, 0, 0usize);
         for domain in chunk {
             if taken > 0 && started.elapsed() >= opts.max_hold {
                 break;
@@ -231,7 +234,7 @@ impl Provisioner {
                     return Err(fail(
                         "DomainAlreadyAccepted",
                         409,
-                        "an accepted domain of another tenant".into(),
+                        format!("verified by tenant {}, not {t}", r.tenant_id),
                     ))
                 }
                 (Some(r), _) => (r, false),
@@ -239,7 +242,6 @@ impl Provisioner {
                     DomainRow {
                         domain: domain.clone(),
                         tenant_id: t.clone(),
-                        verified: true,
                         mx_token: None,
                         partition: None,
                         dnssec: false,
@@ -251,18 +253,10 @@ impl Provisioner {
                     return Err(fail(
                         "DomainNotFound",
                         404,
-                        "not an accepted domain (give --tenant to add it)".into(),
+                        "not a verified domain (give --tenant to add it)".into(),
                     ))
                 }
             };
-            if !row.verified {
-                if opts.tenant.as_deref() == Some(row.tenant_id.as_str()) {
-                    row.verified = true;
-                    tenancy::upsert_domain(tx, domain, &row.tenant_id, true, t)?;
-                } else {
-                    return Err(fail("DomainNotFound", 404, "not a verified domain".into()));
-                }
-            }
             self.check_supported(domain).map_err(Stop::Domain)?;
             let dane = opts.dane || row.dane;
             if row.dnssec && row.dane == dane && row.mx_token.is_some() && row.partition.is_some() {
@@ -310,6 +304,7 @@ impl Provisioner {
             row.dane = dane;
             if new {
                 tenancy::insert_domain(tx, &row, t)?;
+                claims::delete(tx, domain, &row.tenant_id)?;
             } else {
                 tenancy::update_domain_state(tx, &row, t)?;
             }
@@ -323,6 +318,16 @@ impl Provisioner {
             enabled += 1;
         }
         write_batch(tx, &Batch { ops }, t)?;
+        audit::record(
+            tx,
+            actor,
+            "import.batch",
+            &format!("batch {number}"),
+            json!({"domains": taken, "enabled": enabled, "already": already,
+                   "first": chunk.first(), "last": chunk.get(taken.saturating_sub(1)),
+                   "tenantId": opts.tenant, "dane": opts.dane}),
+        )
+        .map_err(Stop::Db)?;
         Ok((taken, enabled, already))
     }
 }
@@ -342,6 +347,7 @@ mod tests {
             }],
             initial_domain_suffix: None,
             busy_timeout: Duration::from_secs(5),
+            max_claims_per_tenant: 1000,
         };
         Provisioner::open(&dir.join("db"), dir, settings).unwrap()
     }
@@ -350,7 +356,11 @@ mod tests {
     fn transactions_end_after_max_hold_and_every_domain_goes_in_once() {
         let dir = tempfile::tempdir().unwrap();
         let p = provisioner(dir.path());
-        let (tenant, _) = p.create_tenant(&Caller::Admin, "bulk").unwrap();
+        let tenant = p
+            .create_tenant(&Actor::cli(), "bulk")
+            .unwrap()
+            .tenant_id
+            .unwrap();
         let domains: Vec<String> = (0..7).map(|i| format!("d{i}.example")).collect();
         let opts = ImportOptions {
             tenant: Some(tenant),
@@ -361,7 +371,7 @@ mod tests {
         };
         let mut seen = Vec::new();
         let r = p
-            .import(&Caller::Admin, &domains, &opts, &mut |done, _| {
+            .import(&Actor::cli(), &domains, &opts, &mut |done, _| {
                 seen.push(done)
             })
             .unwrap();
@@ -375,7 +385,7 @@ mod tests {
             ..opts
         };
         let r = p
-            .import(&Caller::Admin, &domains, &opts, &mut |_, _| {})
+            .import(&Actor::cli(), &domains, &opts, &mut |_, _| {})
             .unwrap();
         assert_eq!((r.batches, r.enabled, r.already), (1, 0, 7));
     }

@@ -1,4 +1,8 @@
 //! SQL for tenants, accepted domains and partitions (part of the store module).
+//!
+//! A `domains` row is the owner of an accepted domain and exists only once the domain is
+//! verified (its `verified` column is 1 on every row since migration 4); unverified claims are
+//! in `domain_claims` (`claims`).
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -8,7 +12,6 @@ use super::Result;
 pub struct DomainRow {
     pub domain: String,
     pub tenant_id: String,
-    pub verified: bool,
     pub mx_token: Option<String>,
     pub partition: Option<String>,
     pub dnssec: bool,
@@ -35,27 +38,12 @@ pub struct CertRow {
     pub not_after: i64,
 }
 
-pub fn insert_tenant(
-    c: &Connection,
-    id: &str,
-    name: &str,
-    token_sha256: &[u8],
-    now: i64,
-) -> Result<()> {
+pub fn insert_tenant(c: &Connection, id: &str, name: &str, now: i64) -> Result<()> {
     c.execute(
-        "INSERT INTO tenants(id, name, token_sha256, created_at) VALUES(?1, ?2, ?3, ?4)",
-        params![id, name, token_sha256, now],
+        "INSERT INTO tenants(id, name, created_at) VALUES(?1, ?2, ?3)",
+        params![id, name, now],
     )?;
     Ok(())
-}
-
-pub fn tenant_by_token(c: &Connection, token_sha256: &[u8]) -> Result<Option<String>> {
-    Ok(c.query_row(
-        "SELECT id FROM tenants WHERE token_sha256=?1",
-        [token_sha256],
-        |r| r.get(0),
-    )
-    .optional()?)
 }
 
 pub fn tenant_exists(c: &Connection, id: &str) -> Result<bool> {
@@ -70,15 +58,14 @@ fn domain_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DomainRow> {
     Ok(DomainRow {
         domain: r.get(0)?,
         tenant_id: r.get(1)?,
-        verified: r.get(2)?,
-        mx_token: r.get(3)?,
-        partition: r.get(4)?,
-        dnssec: r.get(5)?,
-        dane: r.get(6)?,
+        mx_token: r.get(2)?,
+        partition: r.get(3)?,
+        dnssec: r.get(4)?,
+        dane: r.get(5)?,
     })
 }
 
-const DOMAIN_COLS: &str = "domain, tenant_id, verified, mx_token, partition, dnssec, dane";
+const DOMAIN_COLS: &str = "domain, tenant_id, mx_token, partition, dnssec, dane";
 
 pub fn get_domain(c: &Connection, domain: &str) -> Result<Option<DomainRow>> {
     Ok(c.prepare_cached(&format!(
@@ -88,45 +75,31 @@ pub fn get_domain(c: &Connection, domain: &str) -> Result<Option<DomainRow>> {
     .optional()?)
 }
 
-/// Adds an accepted domain, or updates `verified` if the tenant already has it. Returns false
-/// when another tenant holds the domain.
-pub fn upsert_domain(
-    c: &Connection,
-    domain: &str,
-    tenant: &str,
-    verified: bool,
-    now: i64,
-) -> Result<bool> {
-    match get_domain(c, domain)? {
-        Some(d) if d.tenant_id != tenant => Ok(false),
-        Some(_) => {
-            c.execute(
-                "UPDATE domains SET verified=?2, updated_at=?3 WHERE domain=?1",
-                params![domain, verified, now],
-            )?;
-            Ok(true)
-        }
-        None => {
-            c.execute(
-                "INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?4)",
-                params![domain, tenant, verified, now],
-            )?;
-            Ok(true)
-        }
-    }
+/// Makes `tenant` the owner of `domain` (verified, nothing enabled yet). Fails when the domain
+/// has an owner already (UNIQUE constraint).
+pub fn insert_owner(c: &Connection, domain: &str, tenant: &str, now: i64) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at) VALUES(?1, ?2, 1, ?3, ?3)",
+    )?
+    .execute(params![domain, tenant, now])?;
+    Ok(())
 }
 
-/// Adds an accepted domain with its whole state at once (the bulk import's new domains).
+/// Forgets the owner of `domain` (its MX token with it); returns whether there was one.
+pub fn delete_domain(c: &Connection, domain: &str) -> Result<bool> {
+    Ok(c.execute("DELETE FROM domains WHERE domain=?1", [domain])? > 0)
+}
+
+/// Adds a verified domain with its whole state at once (the bulk import's new domains).
 /// Fails on a domain or MX token that exists already (UNIQUE constraints).
 pub fn insert_domain(c: &Connection, d: &DomainRow, now: i64) -> Result<()> {
     c.prepare_cached(
         "INSERT INTO domains(domain, tenant_id, verified, added_at, updated_at, mx_token, partition, dnssec, dane)
-         VALUES(?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+         VALUES(?1, ?2, 1, ?3, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         d.domain,
         d.tenant_id,
-        d.verified,
         now,
         d.mx_token,
         d.partition,

@@ -1,15 +1,17 @@
-//! Tenants, accepted domains, the cmdlets (Enable-/Disable-DnssecForVerifiedDomain,
-//! Get-DnssecStatusForVerifiedDomain, Enable-/Disable-SmtpDaneInbound) and the bulk import.
+//! Tenants, accepted domains and their proof in DNS, the cmdlets
+//! (Enable-/Disable-DnssecForVerifiedDomain, Get-DnssecStatusForVerifiedDomain,
+//! Enable-/Disable-SmtpDaneInbound), removal, and the bulk import.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
+use provisioner::service::Actor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_body, caller, run, App, Failure};
+use super::{bad_body, run, App, Failure};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,17 +19,17 @@ pub(super) struct TenantBody {
     name: String,
 }
 
+/// New tenant (admin): its id and its first token (shown once).
 pub(super) async fn create_tenant(
     State(app): State<App>,
-    headers: HeaderMap,
+    Extension(who): Extension<Actor>,
     body: Result<Json<TenantBody>, JsonRejection>,
 ) -> Result<Response, Failure> {
-    let who = caller(&app, &headers)?;
     let Json(body) = body.map_err(bad_body)?;
-    let (id, token) = run(&app, false, move |p| p.create_tenant(&who, &body.name)).await?;
+    let grant = run(&app, false, move |p| p.create_tenant(&who, &body.name)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"tenantId": id, "token": token})),
+        Json(json!({"tenantId": grant.tenant_id, "token": grant.token, "tokenId": grant.token_id})),
     )
         .into_response())
 }
@@ -36,32 +38,72 @@ pub(super) async fn create_tenant(
 #[serde(deny_unknown_fields)]
 pub(super) struct DomainBody {
     domain: String,
+    /// Admin only: the domain is verified without DNS proof (migrations).
     #[serde(default)]
     verified: bool,
 }
 
+/// Adds an accepted domain: a claim with its verification value, or (admin) verified.
 pub(super) async fn add_domain(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<DomainBody>, JsonRejection>,
 ) -> Result<Response, Failure> {
-    let who = caller(&app, &headers)?;
     let Json(body) = body.map_err(bad_body)?;
-    let state = run(&app, false, move |p| {
+    let (state, created) = run(&app, false, move |p| {
         p.add_domain(&who, &tenant, &body.domain, body.verified)
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(json!(state))).into_response())
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(state))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct VerifyQuery {
+    /// Admin: whose claim (when several tenants' values are published).
+    tenant: Option<String>,
+}
+
+/// Looks the domain's TXT records up and marks it verified when the claim's value is there.
+pub(super) async fn verify_domain(
+    State(app): State<App>,
+    Extension(who): Extension<Actor>,
+    Path(domain): Path<String>,
+    Query(q): Query<VerifyQuery>,
+) -> Result<Json<Value>, Failure> {
+    let checks = app.checks.clone();
+    let state = run(&app, false, move |p| {
+        p.verify_domain(&who, &domain, q.tenant.as_deref(), &|name| {
+            provisioner::checks::lookup_txt(&checks, name)
+        })
+    })
+    .await?;
+    Ok(Json(
+        json!({"result": "Success", "status": state, "errorData": null}),
+    ))
+}
+
+/// Removes an accepted domain (DANE and DNSSEC disabled first, in the same transaction).
+pub(super) async fn remove_domain(
+    State(app): State<App>,
+    Extension(who): Extension<Actor>,
+    Path(domain): Path<String>,
+) -> Result<Json<Value>, Failure> {
+    run(&app, true, move |p| p.remove_domain(&who, &domain)).await?;
+    Ok(Json(json!({"result": "Success", "errorData": null})))
 }
 
 pub(super) async fn dnssec_enable(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(domain): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
     let mx = |err| Failure { err, with_mx: true };
-    let who = caller(&app, &headers).map_err(|f| mx(f.err))?;
     let value = run(&app, true, move |p| p.enable_dnssec(&who, &domain))
         .await
         .map_err(mx)?;
@@ -72,47 +114,39 @@ pub(super) async fn dnssec_enable(
 
 pub(super) async fn dnssec_disable(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(domain): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
-    let who = caller(&app, &headers)?;
     run(&app, true, move |p| p.disable_dnssec(&who, &domain)).await?;
     Ok(Json(json!({"result": "Success", "errorData": null})))
 }
 
-pub(super) async fn dane(
-    app: App,
-    domain: String,
-    headers: HeaderMap,
-    enable: bool,
-) -> Result<Json<Value>, Failure> {
-    let who = caller(&app, &headers)?;
+async fn dane(app: App, who: Actor, domain: String, enable: bool) -> Result<Json<Value>, Failure> {
     run(&app, true, move |p| p.set_dane(&who, &domain, enable)).await?;
     Ok(Json(json!({"result": "Success", "errorData": null})))
 }
 
 pub(super) async fn dane_enable(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(domain): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
-    dane(app, domain, headers, true).await
+    dane(app, who, domain, true).await
 }
 
 pub(super) async fn dane_disable(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(domain): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
-    dane(app, domain, headers, false).await
+    dane(app, who, domain, false).await
 }
 
 pub(super) async fn dnssec_status(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(domain): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
-    let who = caller(&app, &headers)?;
     let checks = app.checks.clone();
     let (state, findings) = run(&app, false, move |p| {
         let state = p.state(&who, &domain)?;
@@ -146,13 +180,13 @@ pub(super) fn yes() -> bool {
     true
 }
 
-/// The bulk path: DNSSEC and DANE for many domains, batch by batch (admin).
+/// The bulk path: DNSSEC and DANE for many domains, batch by batch (admin; the body is read
+/// only after the admin token was checked).
 pub(super) async fn import(
     State(app): State<App>,
-    headers: HeaderMap,
+    Extension(who): Extension<Actor>,
     body: Result<Json<ImportBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Failure> {
-    let who = caller(&app, &headers)?;
     let Json(b) = body.map_err(bad_body)?;
     let report = run(&app, true, move |prov| {
         let domains = provisioner::service::parse_import(&b.domains)?;

@@ -2,30 +2,30 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::Json;
-use provisioner::service::{ApiError, Caller};
+use axum::{Extension, Json};
+use provisioner::service::{Actor, ApiError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bad_body, caller, run, App, Failure};
+use super::{bad_body, run, App, Failure};
 use crate::lifecycle;
 use crate::zonemgr::Clock;
 
-/// Runs a key lifecycle operation (admin only) as a use case (`run`): off the async threads,
-/// then serves its result.
+/// Runs a key lifecycle operation (admin only: the route is behind `admin_only`) as a use case
+/// (`run`): off the async threads, then serves its result.
 pub(super) async fn key_op<T: Send + 'static>(
     app: &App,
-    headers: &HeaderMap,
+    who: Actor,
     f: impl FnOnce(
             &crate::config::Config,
             &mut provisioner::Store,
             u64,
+            &Actor,
         ) -> Result<T, lifecycle::LifecycleError>
         + Send
         + 'static,
 ) -> Result<T, Failure> {
-    if caller(app, headers)? != Caller::Admin {
+    if !who.is_admin() {
         return Err(ApiError::forbidden().into());
     }
     let mgr = app.mgr.clone();
@@ -35,7 +35,7 @@ pub(super) async fn key_op<T: Send + 'static>(
             .map_err(|e| lifecycle::LifecycleError::Other(e.into()))
             .map_err(key_error)?;
         let now = crate::zonemgr::SystemClock.now() as u64;
-        f(config, &mut store, now).map_err(key_error)
+        f(config, &mut store, now, &who).map_err(key_error)
     })
     .await?)
 }
@@ -52,11 +52,14 @@ pub(super) fn key_error(e: lifecycle::LifecycleError) -> ApiError {
             code: "KeyOperationRefused",
             details: format!("{}; nothing was changed.", capitalized(&r.to_string())),
         },
-        lifecycle::LifecycleError::Other(e) => ApiError {
-            status: 500,
-            code: "KeyOperationFailed",
-            details: format!("The key operation failed and nothing was changed: {e}."),
-        },
+        lifecycle::LifecycleError::Other(e) => {
+            tracing::error!(error = %e, "key operation failed");
+            ApiError {
+                status: 500,
+                code: "KeyOperationFailed",
+                details: "The key operation failed and nothing was changed; the server's log has the cause.".into(),
+            }
+        }
     }
 }
 
@@ -81,22 +84,19 @@ pub(super) fn zone_param(z: &str) -> Result<hickory_proto::rr::Name, Failure> {
 
 pub(super) async fn keys_list(
     State(app): State<App>,
-    headers: HeaderMap,
+    Extension(who): Extension<Actor>,
 ) -> Result<Json<Value>, Failure> {
-    let zones = key_op(&app, &headers, |c, s, now| {
-        lifecycle::status(c, s, None, now)
-    })
-    .await?;
+    let zones = key_op(&app, who, |c, s, now, _| lifecycle::status(c, s, None, now)).await?;
     Ok(Json(json!({"zones": zones})))
 }
 
 pub(super) async fn zone_keys(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(zone): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
     let zone = zone_param(&zone)?;
-    let zones = key_op(&app, &headers, move |c, s, now| {
+    let zones = key_op(&app, who, move |c, s, now, _| {
         lifecycle::status(c, s, Some(&zone), now)
     })
     .await?;
@@ -105,10 +105,10 @@ pub(super) async fn zone_keys(
 
 pub(super) async fn keys_check(
     State(app): State<App>,
-    headers: HeaderMap,
+    Extension(who): Extension<Actor>,
 ) -> Result<Json<Value>, Failure> {
-    let done = key_op(&app, &headers, |c, s, now| {
-        lifecycle::check_all(c, s, now).map_err(lifecycle::LifecycleError::Other)
+    let done = key_op(&app, who, |c, s, now, who| {
+        lifecycle::check_all_as(c, s, now, who).map_err(lifecycle::LifecycleError::Other)
     })
     .await?;
     Ok(Json(json!({"result": "Success", "steps": done})))
@@ -122,8 +122,8 @@ pub(super) struct RollBody {
 
 pub(super) async fn keys_roll(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(zone): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<RollBody>, JsonRejection>,
 ) -> Result<Json<Value>, Failure> {
     let zone = zone_param(&zone)?;
@@ -140,8 +140,8 @@ pub(super) async fn keys_roll(
             .into())
         }
     };
-    let done = key_op(&app, &headers, move |c, s, now| {
-        lifecycle::roll_zone(c, s, &zone, now, Some(lifecycle::Request::Roll(role)))
+    let done = key_op(&app, who, move |c, s, now, who| {
+        lifecycle::roll_zone_as(c, s, &zone, now, Some(lifecycle::Request::Roll(role)), who)
     })
     .await?;
     Ok(Json(json!({"result": "Success", "steps": done})))
@@ -149,12 +149,12 @@ pub(super) async fn keys_roll(
 
 pub(super) async fn keys_ds_seen(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(zone): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
     let zone = zone_param(&zone)?;
-    let done = key_op(&app, &headers, move |c, s, now| {
-        lifecycle::roll_zone(c, s, &zone, now, Some(lifecycle::Request::DsSeen))
+    let done = key_op(&app, who, move |c, s, now, who| {
+        lifecycle::roll_zone_as(c, s, &zone, now, Some(lifecycle::Request::DsSeen), who)
     })
     .await?;
     Ok(Json(json!({"result": "Success", "steps": done})))

@@ -2,35 +2,44 @@
 //! it writes SQLite), let the zone manager serve what was committed, map the result to JSON.
 //! Errors become HTTP statuses here and nowhere else.
 //!
-//! Rooms: `domains` (tenants, accepted domains, the cmdlets, the bulk import), `partitions`
-//! (inbound addresses, fleet certificates), `keys` (the key lifecycle, admin), `openapi`.
+//! Order of a request: the listener (`listener`: connection cap, header and request timeouts)
+//! → `auth` (the bearer token, before any body is read; rate limits) → for admin routes
+//! `auth::admin_only` → the handler, whose extractor reads the body within its route's limit.
+//!
+//! Rooms: `domains` (tenants, accepted domains and their proof, the cmdlets, the bulk import),
+//! `partitions` (inbound addresses, fleet certificates), `keys` (the key lifecycle, admin),
+//! `tokens`, `audit`, `openapi`; `auth`, `limits`, `listener`.
 
+mod audit;
+mod auth;
 mod domains;
 mod keys;
+mod limits;
+mod listener;
 mod openapi;
 mod partitions;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRef, State};
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use provisioner::service::{ApiError, Caller, Provisioner};
+use provisioner::service::{ApiError, Provisioner};
 use serde_json::{json, Value};
 
+use crate::config::ApiConfig;
 use crate::zonemgr::ZoneManager;
+use audit::*;
 use domains::*;
 use keys::*;
 use openapi::openapi;
 use partitions::*;
-
-/// Largest request body accepted (certificates in PEM are a few KiB each).
-const BODY_LIMIT: usize = 256 * 1024;
-/// Largest bulk import body (about a million domain names).
-const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+use tokens::*;
 
 #[derive(Clone)]
 pub struct App {
@@ -40,53 +49,78 @@ pub struct App {
     pub health: Arc<crate::health::Health>,
 }
 
+/// The router's state: the app and what authentication needs.
+#[derive(Clone)]
+pub(super) struct Api {
+    app: App,
+    auth: Arc<provisioner::service::Authenticator>,
+    limits: Arc<auth::Limits>,
+}
+
+impl FromRef<Api> for App {
+    fn from_ref(api: &Api) -> App {
+        api.app.clone()
+    }
+}
+
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/v1/health", get(health))
-        .route("/v1/ready", get(ready))
-        .route("/v1/openapi.json", get(openapi))
+    let cfg: ApiConfig = app.mgr.config().api;
+    let api = Api {
+        auth: app.prov.authenticator(),
+        limits: Arc::new(auth::Limits::new(&cfg)),
+        app,
+    };
+    // admin only: the token is checked (and must be an admin's) before a body is read
+    let admin = Router::new()
         .route("/v1/tenants", post(create_tenant))
-        .route("/v1/tenants/{tenant}/domains", post(add_domain))
-        .route("/v1/domains/{domain}/dnssec", get(dnssec_status))
-        .route("/v1/domains/{domain}/dnssec/enable", post(dnssec_enable))
-        .route("/v1/domains/{domain}/dnssec/disable", post(dnssec_disable))
-        .route("/v1/domains/{domain}/smtp-dane/enable", post(dane_enable))
-        .route("/v1/domains/{domain}/smtp-dane/disable", post(dane_disable))
         .route(
             "/v1/partitions/{partition}",
             get(partition_get).put(partition_put),
         )
         .route(
             "/v1/partitions/{partition}/certificates",
-            put(certificates_put),
+            put(certificates_put).layer(DefaultBodyLimit::max(cfg.certificates_body_limit)),
         )
         .route(
             "/v1/import",
-            post(import).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+            post(import).layer(DefaultBodyLimit::max(cfg.import_body_limit)),
         )
         .route("/v1/keys", get(keys_list))
         .route("/v1/keys/check", post(keys_check))
         .route("/v1/zones/{zone}/keys", get(zone_keys))
         .route("/v1/zones/{zone}/keys/roll", post(keys_roll))
         .route("/v1/zones/{zone}/keys/ds-seen", post(keys_ds_seen))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(app)
+        .route("/v1/audit", get(audit_page))
+        .route_layer(from_fn(auth::admin_only));
+    let authenticated = Router::new()
+        .route("/v1/tenants/{tenant}/domains", post(add_domain))
+        .route("/v1/domains/{domain}", axum::routing::delete(remove_domain))
+        .route("/v1/domains/{domain}/verify", post(verify_domain))
+        .route("/v1/domains/{domain}/dnssec", get(dnssec_status))
+        .route("/v1/domains/{domain}/dnssec/enable", post(dnssec_enable))
+        .route("/v1/domains/{domain}/dnssec/disable", post(dnssec_disable))
+        .route("/v1/domains/{domain}/smtp-dane/enable", post(dane_enable))
+        .route("/v1/domains/{domain}/smtp-dane/disable", post(dane_disable))
+        .route("/v1/tokens", get(tokens_list).post(token_create))
+        .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
+        .merge(admin)
+        .route_layer(from_fn_with_state(api.clone(), auth::authenticate));
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/ready", get(ready))
+        .route("/v1/openapi.json", get(openapi))
+        .merge(authenticated)
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .with_state(api)
 }
 
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let shutdown = async move {
-        let _ = stop.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+    let cfg = app.mgr.config().api;
+    listener::serve(listener, router(app), cfg, stop).await
 }
 
 /// An error response in the cmdlets' shape.
@@ -119,31 +153,42 @@ impl IntoResponse for Failure {
     }
 }
 
+/// A body that is not what the route takes: what was wrong with the client's JSON (its own
+/// input) is said; nothing of the server's internals is.
 pub(super) fn bad_body(e: JsonRejection) -> Failure {
-    let status = e.status().as_u16();
-    let code = if status == 413 {
-        "RequestTooLarge"
-    } else {
-        "InvalidRequest"
+    let (status, code, details) = match &e {
+        JsonRejection::JsonDataError(d) => (
+            400,
+            "InvalidRequest",
+            format!("The request body is not valid: {}.", d.body_text()),
+        ),
+        JsonRejection::JsonSyntaxError(d) => (
+            400,
+            "InvalidRequest",
+            format!("The request body is not valid: {}.", d.body_text()),
+        ),
+        JsonRejection::MissingJsonContentType(_) => (
+            400,
+            "InvalidRequest",
+            "The request body must be JSON (Content-Type: application/json).".to_string(),
+        ),
+        _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => (
+            413,
+            "RequestTooLarge",
+            "The request body is larger than this route takes.".to_string(),
+        ),
+        _ => (
+            400,
+            "InvalidRequest",
+            "The request body could not be read.".to_string(),
+        ),
     };
-    let status = if status == 413 { 413 } else { 400 };
     ApiError {
         status,
         code,
-        details: format!("The request body is not valid: {}.", e.body_text()),
+        details,
     }
     .into()
-}
-
-pub(super) fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Failure> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(ApiError::unauthorized)?;
-    Ok(app.prov.authenticate(token)?)
 }
 
 /// Runs a use case off the async threads; after a successful write, serves it before answering.
@@ -177,10 +222,13 @@ pub(super) async fn run<T: Send + 'static>(
         Ok(out)
     })
     .await
-    .map_err(|e| ApiError {
-        status: 500,
-        code: "InternalError",
-        details: format!("The operation did not complete: {e}."),
+    .map_err(|e| {
+        tracing::error!(error = %e, "a use case did not complete");
+        ApiError {
+            status: 500,
+            code: "InternalError",
+            details: "The operation did not complete; read the state before retrying.".into(),
+        }
     })?
 }
 

@@ -31,10 +31,10 @@ pub(super) fn openapi_document() -> Value {
         ("401", "Missing or bad token"),
         (
             "404",
-            "DomainNotFound: not an accepted domain of this tenant",
+            "DomainNotFound: not a verified domain of this tenant (another tenant's domain answers the same as a name that does not exist)",
         ),
     ];
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "mxdns provisioner", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Inbound SMTP DANE with DNSSEC: Enable-DnssecForVerifiedDomain, Get-DnssecStatusForVerifiedDomain, Enable-SmtpDaneInbound and their Disable- twins."},
@@ -44,11 +44,32 @@ pub(super) fn openapi_document() -> Value {
             "/v1/ready": {"get": {"summary": "Readiness for load balancers: zones built, DNS listening, healthy", "security": [], "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready: `problems` says why"}}}},
             "/v1/tenants": {"post": {"summary": "Create a tenant (admin)",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}}},
-                "responses": {"201": {"description": "Created: tenantId and token (shown once)"}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}}}},
-            "/v1/tenants/{tenant}/domains": {"post": {"summary": "Add an accepted domain",
+                "responses": {"201": {"description": "Created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenGrant"}}}}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}}}},
+            "/v1/tenants/{tenant}/domains": {"post": {"summary": "Add an accepted domain: a claim to prove by DNS (its TXT value is in `verification`), or with `verified` (admin only, migrations) verified at once. Claims never block other tenants.",
                 "parameters": [{"name": "tenant", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["domain"], "properties": {"domain": {"type": "string"}, "verified": {"type": "boolean"}}}}}},
-                "responses": {"201": {"description": "Added"}, "400": {"description": "InvalidDomainName"}, "404": {"description": "TenantNotFound"}, "409": {"description": "DomainAlreadyAccepted"}}}},
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["domain"], "properties": {"domain": {"type": "string"}, "verified": {"type": "boolean", "description": "admin only"}}}}}},
+                "responses": {"201": {"description": "Added", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DomainState"}}}}, "200": {"description": "Already there (the same claim and value, or the tenant's verified domain)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DomainState"}}}},
+                    "400": {"description": "InvalidDomainName"}, "403": {"description": "VerificationRequired: a tenant asked for verified"}, "404": {"description": "TenantNotFound (also any other tenant's id)"}, "409": {"description": "DomainAlreadyAccepted (admin: verified by another tenant)"}}}},
+            "/v1/domains/{domain}/verify": {"post": {"summary": "Look up the TXT records at the domain (through status_resolver) and mark it verified for the tenant whose claim's value is published. A domain verified by another tenant is never moved.",
+                "parameters": [domain_param[0], {"name": "tenant", "in": "query", "required": false, "schema": {"type": "string"}, "description": "admin: whose claim, when several are published"}],
+                "responses": merge(json!({"description": "Verified", "content": {"application/json": {"schema": {"type": "object", "properties": {"result": {"const": "Success"}, "status": {"$ref": "#/components/schemas/DomainState"}}}}}}),
+                    err_responses(&[common[0], ("403", "Forbidden: a tenant gave another tenant"), ("404", "DomainNotFound: no claim of this tenant"), ("409", "DomainVerificationFailed: the value is not published (or, admin, several are); DomainVerifiedElsewhere: proved, but another tenant verified it first; it does not move"), ("503", "DnsLookupFailed: the resolver did not answer")]))}},
+            "/v1/domains/{domain}": {"delete": {"summary": "Remove an accepted domain: DANE and DNSSEC disabled and its host out of the zone in the same transaction. A tenant removes its domain or its claim; the admin the domain and every claim.",
+                "parameters": domain_param,
+                "responses": merge(simple_ok.clone(), err_responses(&[common[0], common[1], ("409", "DnssecOperationFailed: nothing was changed; retry")]))}},
+            "/v1/tokens": {
+                "get": {"summary": "List tokens (ids, owners, labels, when made and revoked; never the tokens). A tenant its own; the admin all, one tenant's (?tenant=ID) or the admin tokens (?tenant=admin)",
+                    "parameters": [{"name": "tenant", "in": "query", "required": false, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "tokens", "content": {"application/json": {"schema": {"type": "object", "properties": {"tokens": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}}}}}}, "401": {"description": "Missing or bad token"}, "404": {"description": "TenantNotFound"}}},
+                "post": {"summary": "Make a token (rotation: make the new one, switch, revoke the old). A tenant for itself; the admin for a tenant, or without `tenant` an admin token",
+                    "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "properties": {"tenant": {"type": "string"}, "label": {"type": "string"}}}}}},
+                    "responses": {"201": {"description": "The token, shown once", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenGrant"}}}}, "400": {"description": "InvalidRequest"}, "401": {"description": "Missing or bad token"}, "404": {"description": "TenantNotFound (also: a tenant naming another)"}}}},
+            "/v1/tokens/{id}": {"delete": {"summary": "Revoke a token: refused (401) from the next request on, in every process. A tenant its own tokens; the admin any (the bootstrap admin token too)",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "example": "tk3f9a0c1d2e4b5a6f"}],
+                "responses": {"200": {"description": "The revoked token"}, "401": {"description": "Missing or bad token"}, "404": {"description": "TokenNotFound (also another tenant's token)"}}}},
+            "/v1/audit": {"get": {"summary": "The audit trail (admin): every change, oldest first",
+                "parameters": [{"name": "after", "in": "query", "required": false, "schema": {"type": "integer", "default": 0}}, {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "default": 100, "maximum": 1000}}],
+                "responses": {"200": {"description": "entries and next (the `after` of the next page; null at the end)", "content": {"application/json": {"schema": {"type": "object", "properties": {"entries": {"type": "array", "items": {"$ref": "#/components/schemas/AuditEntry"}}, "next": {"type": ["integer", "null"]}}}}}}, "401": {"description": "Missing or bad token"}, "403": {"description": "Not the admin token"}}}},
             "/v1/domains/{domain}/dnssec/enable": {"post": {"summary": "Enable-DnssecForVerifiedDomain", "parameters": domain_param,
                 "responses": merge(json!({"description": "Success", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DnssecResult"}}}}),
                     err_responses(&[common[0], common[1], ("400", "DomainNotSupported or InvalidDomainName"), ("409", "DnssecOperationFailed: nothing was changed; retry")]))}},
@@ -58,8 +79,8 @@ pub(super) fn openapi_document() -> Value {
                 "responses": merge(simple_ok.clone(), err_responses(&[common[0], common[1], ("400", "DomainNotSupported"), ("409", "PartitionNotFound (DNSSEC not enabled) or DnssecOperationFailed")]))}},
             "/v1/domains/{domain}/smtp-dane/disable": {"post": {"summary": "Disable-SmtpDaneInbound", "parameters": domain_param,
                 "responses": merge(simple_ok, err_responses(&[common[0], common[1], ("409", "PartitionNotFound or DnssecOperationFailed")]))}},
-            "/v1/domains/{domain}/dnssec": {"get": {"summary": "Get-DnssecStatusForVerifiedDomain", "parameters": domain_param,
-                "responses": merge(json!({"description": "State, expected MX value, published TLSA records"}), err_responses(&[("401", "Missing or bad token"), ("404", "EG001")]))}},
+            "/v1/domains/{domain}/dnssec": {"get": {"summary": "Get-DnssecStatusForVerifiedDomain (also a claim's verification value)", "parameters": domain_param,
+                "responses": merge(json!({"description": "State, expected MX value, published TLSA records, findings", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"$ref": "#/components/schemas/DomainState"}, "findings": {"type": "array"}}}}}}), err_responses(&[("401", "Missing or bad token"), ("404", "EG001: neither a domain nor a claim of this tenant")]))}},
             "/v1/partitions/{partition}": {
                 "get": {"summary": "Partition addresses and TLSA records (admin)", "responses": {"200": {"description": "OK"}, "404": {"description": "PartitionNotFound"}}},
                 "put": {"summary": "Set inbound addresses (admin); rewrites every host of the partition",
@@ -92,8 +113,40 @@ pub(super) fn openapi_document() -> Value {
                 "ErrorData": {"type": "object", "properties": {"errorCode": {"type": "string"}, "errorDetails": {"type": "string"}}},
                 "Error": {"type": "object", "properties": {"result": {"const": "Error"}, "errorData": {"$ref": "#/components/schemas/ErrorData"}}},
                 "Result": {"type": "object", "properties": {"result": {"const": "Success"}, "errorData": {"type": "null"}}},
-                "DnssecResult": {"type": "object", "properties": {"result": {"const": "Success"}, "dnssecMxValue": {"type": "string", "example": "contoso-com.o-v1.mx.example"}, "errorData": {"type": "null"}}}
+                "DnssecResult": {"type": "object", "properties": {"result": {"const": "Success"}, "dnssecMxValue": {"type": "string", "example": "contoso-com.o-v1.mx.example"}, "errorData": {"type": "null"}}},
+                "DomainState": {"type": "object", "properties": {"domain": {"type": "string"}, "tenantId": {"type": "string", "description": "admin view only"}, "verified": {"type": "boolean"}, "dnssecEnabled": {"type": "boolean"}, "smtpDaneEnabled": {"type": "boolean"}, "dnssecMxValue": {"type": ["string", "null"]}, "partition": {"type": ["string", "null"]}, "tlsaRecords": {"type": "array", "items": {"type": "string"}},
+                    "verification": {"type": ["object", "null"], "description": "publish this record at the domain, then POST .../verify; null once verified", "properties": {"name": {"type": "string"}, "type": {"const": "TXT"}, "value": {"type": "string", "example": "mxdns-verify=3f9a0c1d2e4b5a6f3f9a0c1d2e4b5a6f"}}},
+                    "claims": {"type": "array", "description": "admin view of a domain nobody verified", "items": {"type": "object", "properties": {"tenantId": {"type": "string"}, "value": {"type": "string"}, "addedAt": {"type": "integer"}}}}}},
+                "TokenGrant": {"type": "object", "properties": {"tokenId": {"type": "string"}, "token": {"type": "string", "description": "shown once; send as Authorization: Bearer"}, "tenantId": {"type": ["string", "null"]}}},
+                "Token": {"type": "object", "properties": {"id": {"type": "string"}, "tenantId": {"type": ["string", "null"]}, "label": {"type": "string"}, "createdAt": {"type": "integer"}, "revokedAt": {"type": ["integer", "null"]}}},
+                "AuditEntry": {"type": "object", "properties": {"seq": {"type": "integer"}, "at": {"type": "integer"}, "actor": {"enum": ["admin", "tenant", "cli", "system"]}, "tenantId": {"type": ["string", "null"]}, "tokenId": {"type": ["string", "null"]}, "action": {"type": "string"}, "target": {"type": "string"}, "detail": {"type": "object"}}}
             }
         }
-    })
+    });
+    // what the listener and the authentication layer may answer on any route with a token
+    let limits = [
+        ("408", "RequestTimeout: the request did not complete within api.request_timeout"),
+        ("413", "RequestTooLarge: the body is over the route's limit"),
+        ("429", "TooManyRequests: the tenant's rate, or failed authentications from this address; see Retry-After"),
+        ("503", "ServiceUnavailable: tokens cannot be checked right now; see Retry-After"),
+    ];
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            if path == "/v1/health" || path == "/v1/openapi.json" {
+                continue;
+            }
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                if let Some(r) = op["responses"].as_object_mut() {
+                    for (code, what) in limits {
+                        r.entry(code).or_insert_with(|| json!({"description": what, "content": {"application/json": {"schema": error}}}));
+                    }
+                }
+            }
+        }
+    }
+    doc
 }

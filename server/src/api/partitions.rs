@@ -2,13 +2,13 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::Json;
+use axum::{Extension, Json};
+use provisioner::service::Actor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::IpAddr;
 
-use super::{bad_body, caller, run, App, Failure};
+use super::{bad_body, run, App, Failure};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -19,10 +19,9 @@ pub(super) struct PartitionBody {
 
 pub(super) async fn partition_get(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(partition): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Value>, Failure> {
-    let who = caller(&app, &headers)?;
     let (p, certs) = run(&app, false, move |prov| prov.partition(&who, &partition)).await?;
     Ok(Json(
         json!({"partition": p.name, "addresses": p.addresses, "hostTtl": p.host_ttl, "tlsa": certs}),
@@ -31,11 +30,10 @@ pub(super) async fn partition_get(
 
 pub(super) async fn partition_put(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(partition): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<PartitionBody>, JsonRejection>,
 ) -> Result<Json<Value>, Failure> {
-    let who = caller(&app, &headers)?;
     let Json(body) = body.map_err(bad_body)?;
     let p = run(&app, true, move |prov| {
         prov.set_partition(&who, &partition, &body.addresses, body.host_ttl)
@@ -57,11 +55,10 @@ pub(super) struct CertificatesBody {
 
 pub(super) async fn certificates_put(
     State(app): State<App>,
+    Extension(who): Extension<Actor>,
     Path(partition): Path<String>,
-    headers: HeaderMap,
     body: Result<Json<CertificatesBody>, JsonRejection>,
 ) -> Result<Json<Value>, Failure> {
-    let who = caller(&app, &headers)?;
     let Json(b) = body.map_err(bad_body)?;
     let tlsa = run(&app, true, move |p| {
         p.set_certificates(&who, &partition, &b.current, b.next.as_deref(), &b.issuers)

@@ -4,8 +4,9 @@ use anyhow::{bail, Context};
 use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_proto::rr::rdata::{A, AAAA, TLSA};
 use hickory_proto::rr::{Name, RData, RecordType};
-use provisioner::service::tlsa_owner;
+use provisioner::service::{record_audit, tlsa_owner, Actor};
 use provisioner::{Batch, BatchOp, Store};
+use serde_json::json;
 
 use super::{parse_name, zone_for, HostCmd};
 use crate::config::Config;
@@ -32,6 +33,22 @@ fn parse_tlsa(s: &str) -> anyhow::Result<TLSA> {
     ))
 }
 
+/// Writes `batch` with its audit entry (the operator's command line) in one transaction.
+fn write(
+    store: &mut Store,
+    batch: &Batch,
+    now: i64,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    store.transaction(|tx| {
+        provisioner::store::write_batch(tx, batch, now)?;
+        record_audit(tx, &Actor::cli(), action, target, detail)
+    })?;
+    Ok(())
+}
+
 pub fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
     let mut store: Store = zonemgr::init_data(&config, SystemClock.now())?;
     let now = SystemClock.now() as i64;
@@ -56,7 +73,15 @@ pub fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                 BatchOp::set(&zone, &host, RecordType::AAAA, ttl, v6),
                 BatchOp::set(&zone, &tlsa_owner(&host), RecordType::TLSA, ttl, t),
             ];
-            store.write(&Batch { ops }, now)?;
+            let target = host.to_ascii();
+            write(
+                &mut store,
+                &Batch { ops },
+                now,
+                "host.add",
+                &target,
+                json!({"zone": zone.to_ascii()}),
+            )?;
             println!("{host} published in {zone}");
         }
         HostCmd::Remove { name } => {
@@ -72,7 +97,15 @@ pub fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                     owner: tlsa_owner(&host),
                 },
             ];
-            store.write(&Batch { ops }, now)?;
+            let target = host.to_ascii();
+            write(
+                &mut store,
+                &Batch { ops },
+                now,
+                "host.remove",
+                &target,
+                json!({"zone": zone.to_ascii()}),
+            )?;
             println!("{host} removed from {zone}");
         }
         HostCmd::BulkAdd {
@@ -124,7 +157,16 @@ pub fn host_cmd(config: Config, cmd: HostCmd) -> anyhow::Result<()> {
                         vec![tl(d("1")), tl(d("2"))],
                     ));
                 }
-                store.write(&Batch { ops }, now)?;
+                let last = (chunk_start + 9_999).min(count);
+                let detail = json!({"from": format!("t{chunk_start}"), "to": format!("t{last}")});
+                write(
+                    &mut store,
+                    &Batch { ops },
+                    now,
+                    "host.bulk_add",
+                    &zone.to_ascii(),
+                    detail,
+                )?;
             }
             println!(
                 "{count} hosts added to {zone} in {:.1} s",

@@ -1,6 +1,7 @@
 //! `mxdns keys`: DS, the key list, rollover steps (cron-safe) and the parent's DS confirmation.
 
 use anyhow::bail;
+use provisioner::service::Actor;
 
 use super::{parse_name, KeysCmd};
 use crate::config::Config;
@@ -50,7 +51,7 @@ pub fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::Roll(args) => {
             let done = if args.check {
-                lifecycle::check_all(&config, &mut store, now)?
+                lifecycle::check_all_as(&config, &mut store, now, &Actor::cli())?
             } else {
                 let (Some(z), true) = (args.for_zone, args.now) else {
                     bail!("use `keys roll --check` or `keys roll --zone Z --zsk|--ksk --now`");
@@ -61,12 +62,13 @@ pub fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
                     _ => bail!("say which key rolls: --zsk or --ksk"),
                 };
                 let zone = parse_name(&z)?;
-                match lifecycle::roll_zone(
+                match lifecycle::roll_zone_as(
                     &config,
                     &mut store,
                     &zone,
                     now,
                     Some(lifecycle::Request::Roll(role)),
+                    &Actor::cli(),
                 ) {
                     Ok(d) => d,
                     Err(e) => return refused(e),
@@ -76,12 +78,13 @@ pub fn keys_cmd(config: Config, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::DsSeen { for_zone } => {
             let zone = parse_name(&for_zone)?;
-            match lifecycle::roll_zone(
+            match lifecycle::roll_zone_as(
                 &config,
                 &mut store,
                 &zone,
                 now,
                 Some(lifecycle::Request::DsSeen),
+                &Actor::cli(),
             ) {
                 Ok(d) => print_done(&d),
                 Err(e) => return refused(e),

@@ -85,6 +85,20 @@ pub enum Command {
         #[command(subcommand)]
         cmd: PartitionCmd,
     },
+    /// API tokens: make (rotate), list, revoke.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// The audit trail of every change, oldest first (JSON).
+    Audit {
+        /// Entries after this position (the `next` of the previous page).
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Entries at most (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// Add or remove tenant hosts directly in the store (tests, benchmarks, operators).
     Host {
         #[command(subcommand)]
@@ -155,15 +169,26 @@ pub enum TenantCmd {
 
 #[derive(Subcommand)]
 pub enum DomainCmd {
-    /// Add an accepted domain to a tenant.
+    /// Add an accepted domain to a tenant, verified (the operator vouches for it; migrations).
     Add {
         #[arg(long)]
         tenant: String,
         domain: String,
-        /// Add it as not (yet) verified.
+        /// Add a claim to prove in DNS instead (prints the TXT record to publish).
         #[arg(long)]
         unverified: bool,
     },
+    /// Look the domain's TXT records up and mark it verified for the tenant whose claim's
+    /// value is published.
+    Verify {
+        domain: String,
+        /// Whose claim (when several tenants' values are published).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove an accepted domain (DANE and DNSSEC disabled first, in the same transaction) and
+    /// every claim on it.
+    Remove { domain: String },
     /// Enable DNSSEC and DANE for every domain of FILE (one per line), batch by batch. Run it
     /// again after an interruption: what is done is skipped.
     Import {
@@ -182,6 +207,27 @@ pub enum DomainCmd {
         #[arg(long, default_value_t = 50)]
         max_hold_ms: u64,
     },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Make a token for a tenant (`--tenant ID`) or an admin token (`--admin`); printed once.
+    Add {
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        tenant: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List tokens (ids, owners, when made and revoked; never the tokens themselves).
+    List {
+        /// One tenant's tokens, or `admin`.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a token by its id: refused from the next request on, also by a running server.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::{DaneCmd, DnssecCmd, DomainCmd, PartitionCmd, TenantCmd};
+use super::{DaneCmd, DnssecCmd, DomainCmd, PartitionCmd, TenantCmd, TokenCmd};
 use crate::config::Config;
 use crate::zonemgr::{self, Clock, SystemClock};
 
@@ -14,12 +14,14 @@ pub enum Provision {
     Dnssec(DnssecCmd),
     Dane(DaneCmd),
     Partition(PartitionCmd),
+    Token(TokenCmd),
+    Audit { after: i64, limit: usize },
 }
 
 /// The provisioning commands: the same use cases and the same JSON as the HTTP API, acting as
 /// the operator. A running server serves the result within `follow_interval_ms`.
 pub fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
-    use provisioner::service::{Caller, Provisioner};
+    use provisioner::service::{Actor, Provisioner};
     use serde_json::json;
     zonemgr::init_data(&config, SystemClock.now())?;
     let prov = Provisioner::open(
@@ -27,12 +29,12 @@ pub fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
         &config.data_dir,
         config.provisioner_settings()?,
     )?;
-    let admin = Caller::Admin;
+    let admin = Actor::cli();
     let ok = json!({"result": "Success", "errorData": null});
     let result = match cmd {
         Provision::Tenant(TenantCmd::Add { name }) => prov
             .create_tenant(&admin, &name)
-            .map(|(id, token)| json!({"tenantId": id, "token": token})),
+            .map(|g| json!({"tenantId": g.tenant_id, "token": g.token, "tokenId": g.token_id})),
         Provision::Domain(DomainCmd::Import {
             file,
             tenant,
@@ -65,7 +67,31 @@ pub fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
             unverified,
         }) => prov
             .add_domain(&admin, &tenant, &domain, !unverified)
-            .map(|s| json!(s)),
+            .map(|(s, _)| json!(s)),
+        Provision::Domain(DomainCmd::Verify { domain, tenant }) => {
+            let checks = config.check_settings();
+            prov.verify_domain(&admin, &domain, tenant.as_deref(), &|name| {
+                provisioner::checks::lookup_txt(&checks, name)
+            })
+            .map(|s| json!({"result": "Success", "status": s, "errorData": null}))
+        }
+        Provision::Domain(DomainCmd::Remove { domain }) => {
+            prov.remove_domain(&admin, &domain).map(|_| ok.clone())
+        }
+        Provision::Token(TokenCmd::Add {
+            tenant,
+            admin: _,
+            label,
+        }) => prov
+            .create_token(&admin, tenant.as_deref(), label.as_deref())
+            .map(|g| json!(g)),
+        Provision::Token(TokenCmd::List { tenant }) => prov
+            .list_tokens(&admin, tenant.as_deref())
+            .map(|t| json!({"tokens": t})),
+        Provision::Token(TokenCmd::Revoke { id }) => prov
+            .revoke_token(&admin, &id)
+            .map(|t| json!({"result": "Success", "token": t, "errorData": null})),
+        Provision::Audit { after, limit } => prov.audit(&admin, after, limit).map(|p| json!(p)),
         Provision::Dnssec(DnssecCmd::Enable { domain }) => prov
             .enable_dnssec(&admin, &domain)
             .map(|v| json!({"result": "Success", "dnssecMxValue": v, "errorData": null})),
