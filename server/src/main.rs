@@ -6,6 +6,8 @@ mod config;
 mod dns;
 mod lifecycle;
 mod serve;
+mod tsig;
+mod xfr;
 mod zonemgr;
 
 use clap::Parser;
@@ -25,15 +27,22 @@ fn load_config(common: &Common) -> anyhow::Result<Config> {
     if !common.partitions.is_empty() {
         c.partitions = common.partitions.clone();
     }
-    if let Some(a) = common.algorithm {
-        c.algorithm = a;
+    if let Some(a) = &common.algorithm {
+        c.algorithm = a.parse().map_err(|_| {
+            anyhow::anyhow!("bad --algorithm {a:?}: 13 (ECDSA P-256) or 15 (Ed25519)")
+        })?;
     }
     c.validate()?;
     Ok(c)
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `tsig new --algorithm` names a MAC algorithm, not a DNSSEC one
+    let tsig_algorithm = match cli.command {
+        Command::Tsig { .. } => cli.common.algorithm.take(),
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MXDNS_LOG")
@@ -63,5 +72,7 @@ fn main() -> anyhow::Result<()> {
         Command::Dnssec { cmd } => provision_cmd(config, Provision::Dnssec(cmd)),
         Command::Dane { cmd } => provision_cmd(config, Provision::Dane(cmd)),
         Command::Partition { cmd } => provision_cmd(config, Provision::Partition(cmd)),
+        Command::Tsig { cmd } => cli::secondary::tsig_cmd(config, cmd, tsig_algorithm),
+        Command::Secondary { cmd } => cli::secondary::secondary_cmd(config, cmd),
     }
 }

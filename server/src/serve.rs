@@ -9,7 +9,7 @@ use provisioner::Store;
 
 use crate::config::Config;
 use crate::zonemgr::{self, Clock, SystemClock, ZoneManager};
-use crate::{api, dns, lifecycle};
+use crate::{api, dns, lifecycle, xfr};
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -22,14 +22,11 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let cfg = config.clone();
         let mgr = tokio::task::spawn_blocking(move || ZoneManager::open(cfg, clock)).await??;
         let mgr = Arc::new(mgr);
-        let handler = dns::DnsHandler {
-            mgr: mgr.clone(),
-            axfr_allow: config.axfr_networks()?,
-            udp_max_payload: config.udp_max_payload,
-        };
-        let handler = Arc::new(handler);
+        let handler = Arc::new(dns::DnsHandler::new(mgr.clone(), &config)?);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut server = hickory_server::Server::new((*handler).clone());
+        let limits = dns::tcp::Limits::from_config(&config);
+        dns::tcp::raise_fd_limit(&limits);
+        let tcp_conns = dns::tcp::Connections::new(limits);
         let mut udp_tasks = Vec::new();
         let sockets_per_addr = match config.workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -45,10 +42,9 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
                     stop_rx.clone(),
                 )));
             }
-            let tcp = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding TCP {addr}"))?;
-            server.register_listener(tcp, Duration::from_secs(config.tcp_timeout), 64);
+            udp_tasks.push(
+                dns::tcp::spawn(*addr, handler.clone(), tcp_conns.clone(), stop_rx.clone()).await?,
+            );
             tracing::info!(%addr, "DNS listening (UDP, TCP)");
         }
         let api = tokio::net::TcpListener::bind(config.api_listen)
@@ -70,14 +66,14 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         let follower = tokio::spawn(follow(mgr.clone(), stop_rx.clone()));
         let refresher = tokio::spawn(refresh(mgr.clone(), stop_rx.clone()));
         let roller = tokio::spawn(roll(mgr.clone(), stop_rx.clone()));
+        let notifiers = xfr::notify::spawn(mgr.clone(), &handler.xfr.secondaries, stop_rx.clone());
         let checkpointer = tokio::spawn(checkpoints(mgr.clone(), stop_rx));
 
         shutdown_signal().await;
         tracing::info!("stopping");
         let _ = stop_tx.send(true);
-        let _ = server.shutdown_gracefully().await;
         let _ = tokio::join!(http, follower, refresher, roller, checkpointer);
-        for t in udp_tasks {
+        for t in udp_tasks.into_iter().chain(notifiers) {
             let _ = t.await;
         }
         tracing::info!("stopped");

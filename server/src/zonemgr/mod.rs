@@ -100,6 +100,8 @@ pub struct ZoneManager {
     checkpointed: Mutex<Option<Vec<u32>>>,
     /// How this manager started: from the checkpoint or by building every zone.
     pub resumed: bool,
+    /// Recent snapshots of every zone (IXFR) and the signal of a new one (NOTIFY).
+    pub journal: crate::xfr::Journal,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -182,6 +184,7 @@ impl ZoneManager {
             });
         }
         let last_seq = store.last_change()?;
+        let config_ixfr = config.ixfr;
         let mgr = Self {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             inner: Mutex::new(Inner {
@@ -193,6 +196,7 @@ impl ZoneManager {
             clock,
             checkpointed: Mutex::new(None),
             resumed: false,
+            journal: crate::xfr::Journal::new(config_ixfr.max_bytes, config_ixfr.max_age),
         };
         let t0 = std::time::Instant::now();
         let mut mgr = mgr;
@@ -209,6 +213,11 @@ impl ZoneManager {
                 tracing::warn!(error = %e, "checkpoint not used; building every zone from the store");
                 mgr.rebuild()?;
             }
+        }
+        // the zones as they start: the first versions an IXFR can start from
+        let now = mgr.clock.now();
+        for z in mgr.catalog.load().zones.iter() {
+            mgr.journal.record(z, now);
         }
         Ok(mgr)
     }
@@ -243,6 +252,7 @@ impl ZoneManager {
             })
             .collect();
         self.catalog.store(Arc::new(Catalog { zones }));
+        self.journal.record(&zone, self.clock.now());
     }
 }
 

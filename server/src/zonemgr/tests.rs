@@ -231,7 +231,7 @@ fn rollovers_with_a_clock_keep_every_zone_valid() {
 fn per_zone_policy_algorithm_and_signature_validity() {
     let dir = tempfile::tempdir().unwrap();
     let config: Config = toml::from_str(&format!(
-        "data_dir = \"{}\"\n[keys.zone.\"o-v1.mx.example.\"]\nalgorithm = 15\nsignature_validity = 864000\nsignature_refresh = 172800\nzsk_lifetime = 86400\n",
+        "data_dir = \"{}\"\n[soa]\nexpire = 86400\n[keys.zone.\"o-v1.mx.example.\"]\nalgorithm = 15\nsignature_validity = 864000\nsignature_refresh = 172800\nzsk_lifetime = 86400\n",
         dir.path().display()
     ))
     .unwrap();
