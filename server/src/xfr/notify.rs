@@ -195,3 +195,134 @@ async fn notify_once(zone: &zones::Zone, sec: &Secondary, wait: Duration) -> Out
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::tsig::wire::verify_request;
+    use crate::tsig::{Algorithm, Key, KeyRing};
+    use crate::zonemgr::db_path;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, RecordType};
+    use provisioner::store::{Batch, BatchOp};
+    use provisioner::Store;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// A burst of commits while the secondary is slow to answer: one NOTIFY in flight at a time,
+    /// far fewer NOTIFYs than commits, and the last one carries the last serial.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bursts_are_coalesced_with_one_notify_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let mgr = Arc::new(ZoneManager::open(config, Arc::new(SystemClock)).unwrap());
+        let zone = Name::from_ascii("o-v1.mx.example.").unwrap();
+        let key = Arc::new(Key::new(
+            Name::from_ascii("n1.").unwrap(),
+            Algorithm::HmacSha256,
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        ));
+        let responder = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let sec = Secondary {
+            name: "n1".into(),
+            address: responder.local_addr().unwrap(),
+            allow: vec![],
+            key: key.clone(),
+        };
+        let seen = Arc::new(Mutex::new(Vec::<u32>::new()));
+        let overlap = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicUsize::new(0));
+        {
+            let (seen, overlap, answered) = (seen.clone(), overlap.clone(), answered.clone());
+            let ring = KeyRing::new(vec![key.clone()]);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let (n, from) = responder.recv_from(&mut buf).await.unwrap();
+                    let raw = buf[..n].to_vec();
+                    let v = verify_request(&ring, &raw, u64::from(SystemClock.now())).unwrap();
+                    let m = Message::from_vec(&raw).unwrap();
+                    assert_eq!(m.metadata.op_code, OpCode::Notify);
+                    let RData::SOA(soa) = &m.answers[0].data else {
+                        panic!("NOTIFY without SOA")
+                    };
+                    seen.lock().unwrap().push(soa.serial);
+                    // a slow secondary: anything that arrives meanwhile was sent while this
+                    // NOTIFY was unanswered
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let mut peek = [0u8; 1];
+                    if responder.try_peek_from(&mut peek).is_ok() {
+                        overlap.store(true, Ordering::SeqCst);
+                    }
+                    let mut a = Message::new(m.metadata.id, MessageType::Response, OpCode::Notify);
+                    a.add_query(Query::query(m.queries[0].name().clone(), RecordType::SOA));
+                    let mut bytes = a.to_vec().unwrap();
+                    Signer::response(&v).sign(&mut bytes, u64::from(SystemClock.now()));
+                    responder.send_to(&bytes, from).await.unwrap();
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(notify_loop(mgr.clone(), zone.clone(), sec, stop_rx));
+        // the start's serial is announced
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while answered.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "no NOTIFY at start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // 30 commits, each a new serial, as fast as the zone manager makes them
+        let commits = 30;
+        {
+            let (mgr, zone) = (mgr.clone(), zone.clone());
+            let dir = dir.path().to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                let mut store = Store::open(&db_path(&dir)).unwrap();
+                for i in 0..commits {
+                    let owner = Name::from_ascii(format!("h{i}.o-v1.mx.example.")).unwrap();
+                    let batch = Batch {
+                        ops: vec![BatchOp::set(
+                            &zone,
+                            &owner,
+                            RecordType::A,
+                            300,
+                            vec![RData::A(A::new(192, 0, 2, 1))],
+                        )],
+                    };
+                    store.write(&batch, 0).unwrap();
+                    mgr.sync().unwrap();
+                }
+            })
+            .await
+            .unwrap();
+        }
+        let last = mgr.catalog.load().get(&zone).unwrap().serial();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().last() != Some(&last) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "last serial {last} never announced: {:?}",
+                seen.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = stop_tx.send(true);
+        let _ = task.await;
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            !overlap.load(Ordering::SeqCst),
+            "two NOTIFYs in flight: {seen:?}"
+        );
+        assert!(
+            seen.len() < commits / 2,
+            "{} NOTIFYs for {commits} commits: {seen:?}",
+            seen.len()
+        );
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    }
+}
