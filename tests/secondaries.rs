@@ -910,3 +910,32 @@ fn transfers_need_the_right_key_from_the_right_address_and_every_message_is_sign
     let after = (transfers(&s, p, "knot1.").len(), transfers(&s, p, "").len());
     assert_eq!(before, after, "nothing transferred: {}", s.log());
 }
+
+#[test]
+fn the_start_refuses_soa_timers_that_outlive_signatures_and_bad_secondaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let attempt = |config: &str| -> String {
+        let path = dir.path().join("mxdns.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&path)
+            .args(["keys", "ds"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{config} accepted");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // the old default: 14 days against the 7-day refresh window
+    let e = attempt("[soa]\nexpire = 1209600\n");
+    assert!(
+        e.contains("[soa] expire = 1209600 s is too long") && e.contains("<= 601140 s"),
+        "{e}"
+    );
+    let e = attempt("[soa]\nrefresh = 600\nretry = 3600\n");
+    assert!(e.contains("retry <= refresh"), "{e}");
+    let e = attempt("[[secondaries]]\nname = \"n\"\naddress = \"ns.example:53\"\ntsig = \"n\"\n");
+    assert!(e.contains("bad address") && e.contains("\"n\""), "{e}");
+}
