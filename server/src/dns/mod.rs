@@ -46,6 +46,36 @@ impl DnsHandler {
     }
 }
 
+/// A bound on the log lines bad requests cause (anyone can send them): at most `BURST` per
+/// 10 s window for each kind; the rest are counted and reported with the next line logged.
+pub(crate) struct LogLimit {
+    window: std::sync::atomic::AtomicU64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    const BURST: u64 = 20;
+
+    pub(crate) const fn new() -> Self {
+        Self {
+            window: std::sync::atomic::AtomicU64::new(0),
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed before)` when this one may be logged.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = u64::from(SystemClock.now()) / 10;
+        if self.window.swap(w, Relaxed) != w {
+            let before = self.seen.swap(1, Relaxed);
+            return Some(before.saturating_sub(Self::BURST));
+        }
+        let n = self.seen.fetch_add(1, Relaxed) + 1;
+        (n <= Self::BURST).then_some(0)
+    }
+}
+
 /// Sends an answer the handler encoded itself on one of our reply handles (UDP, TCP); false
 /// when it could not be sent (another handle, or the connection failed).
 pub(crate) async fn send_raw<R: ResponseHandler>(handle: &mut R, bytes: &[u8]) -> bool {
@@ -213,13 +243,17 @@ impl DnsHandler {
             Refusal::FormErr => ResponseCode::FormErr,
             _ => ResponseCode::NotAuth,
         };
-        tracing::info!(
-            src = %request.src(),
-            key = refusal.key_name().unwrap_or_default(),
-            error = refusal.code(),
-            qname = request.queries.queries().first().map(|q| q.name().to_string()).unwrap_or_default(),
-            "TSIG refused"
-        );
+        static LIMIT: LogLimit = LogLimit::new();
+        if let Some(suppressed) = LIMIT.allow() {
+            tracing::info!(
+                src = %request.src(),
+                key = refusal.key_name().unwrap_or_default(),
+                error = refusal.code(),
+                qname = request.queries.queries().first().map(|q| q.name().to_string()).unwrap_or_default(),
+                suppressed,
+                "TSIG refused"
+            );
+        }
         let mut out = bare_response(request, rcode);
         match refusal {
             Refusal::FormErr => {}

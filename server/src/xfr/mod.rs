@@ -162,7 +162,10 @@ impl DnsHandler {
         let who = match self.xfr.allowed(src.ip(), tsig) {
             Ok(w) => w,
             Err(why) => {
-                tracing::warn!(zone = %zone.origin, %src, key, reason = why, kind = %qtype, "zone transfer refused");
+                static LIMIT: crate::dns::LogLimit = crate::dns::LogLimit::new();
+                if let Some(suppressed) = LIMIT.allow() {
+                    tracing::warn!(zone = %zone.origin, %src, key, reason = why, kind = %qtype, suppressed, "zone transfer refused");
+                }
                 return self
                     .send(
                         request,
