@@ -10,13 +10,13 @@
 //!   `key_version` move (its follower, every `follow_interval_ms`) or at start;
 //! - removed keys keep their row; their file is deleted `keys.retention` after removal.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use hickory_proto::dnssec::rdata::{DNSSECRData, DS};
-use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use keys::rollover::{self, Action, KeyRole, KeyTimes, Parent, Refusal, Step};
 use keys::{KeyPair, Role};
 use provisioner::store::{self, StoreError, Transaction};
@@ -354,48 +354,60 @@ fn parent_check(config: &Config, store: &Store, zone: &Name, now: u64) -> Option
     Some(Request::ParentShowsDs(row.id))
 }
 
+/// Asks one parent server whether it serves `ds` at `zone`, over TCP (an off-path attacker
+/// cannot complete a connection, so cannot forge the answer, as it could race a UDP one) with
+/// a random ID; only an answer to this question (same ID, QR, opcode, question, NOERROR or
+/// NXDOMAIN) counts, and only DS records owned by `zone` in its answer section.
 fn parent_serves_ds(
     server: SocketAddr,
     zone: &Name,
     ds: &DS,
     timeout: Duration,
 ) -> anyhow::Result<bool> {
-    let id = (now_nanos() & 0xffff) as u16;
+    use ring::rand::SecureRandom;
+    use std::io::{Read, Write};
+    let mut idb = [0u8; 2];
+    ring::rand::SystemRandom::new()
+        .fill(&mut idb)
+        .map_err(|_| anyhow!("no random numbers"))?;
+    let id = u16::from_be_bytes(idb);
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(zone.clone(), RecordType::DS));
-    let bind = if server.is_ipv6() {
-        "[::]:0"
-    } else {
-        "0.0.0.0:0"
-    };
-    let sock = UdpSocket::bind(bind)?;
-    sock.set_read_timeout(Some(timeout))?;
-    sock.connect(server)?;
-    sock.send(&m.to_vec()?)?;
-    let mut buf = [0u8; 4096];
-    for _ in 0..4 {
-        let n = sock.recv(&mut buf).context("no answer")?;
-        let Ok(answer) = Message::from_vec(&buf[..n]) else {
-            continue;
-        };
-        if answer.metadata.id != id {
-            continue;
-        }
-        return Ok(answer.answers.iter().any(|r| {
-            matches!(&r.data, RData::DNSSEC(DNSSECRData::DS(d))
+    let q = m.to_vec()?;
+    let mut c = TcpStream::connect_timeout(&server, timeout).context("connecting")?;
+    c.set_read_timeout(Some(timeout))?;
+    c.set_write_timeout(Some(timeout))?;
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    c.write_all(&framed)?;
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).context("no answer")?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    c.read_exact(&mut buf).context("no answer")?;
+    let answer = Message::from_vec(&buf).context("unreadable answer")?;
+    let same_question = answer.queries.len() == 1
+        && answer.queries[0].name() == zone
+        && answer.queries[0].query_type() == RecordType::DS
+        && answer.queries[0].query_class() == DNSClass::IN;
+    if answer.metadata.id != id
+        || answer.metadata.message_type != MessageType::Response
+        || answer.metadata.op_code != OpCode::Query
+        || !same_question
+    {
+        return Err(anyhow!("an answer to another question"));
+    }
+    match answer.metadata.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        rcode => return Err(anyhow!("answered {rcode}")),
+    }
+    Ok(answer.answers.iter().any(|r| {
+        r.name == *zone
+            && matches!(&r.data, RData::DNSSEC(DNSSECRData::DS(d))
                 if d.key_tag() == ds.key_tag()
                     && d.algorithm() == ds.algorithm()
                     && d.digest_type() == ds.digest_type()
                     && d.digest() == ds.digest())
-        }));
-    }
-    Err(anyhow!("no matching answer"))
-}
-
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    }))
 }
 
 pub fn load_pair(config: &Config, row: &KeyRow) -> anyhow::Result<KeyPair> {
@@ -701,5 +713,72 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc(1_800_000_000), "2027-01-15T08:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    /// The parent check believes only an answer to its own question over its own connection.
+    #[test]
+    fn parent_ds_check_takes_only_the_answer_to_its_question() {
+        use hickory_proto::dnssec::{Algorithm, DigestType};
+        use std::io::{Read, Write};
+        let zone = Name::from_ascii("mx.example.").unwrap();
+        let ds = DS::new(
+            4242,
+            Algorithm::ECDSAP256SHA256,
+            DigestType::SHA256,
+            vec![7; 32],
+        );
+        // a parent that answers each query with `edit` applied to the right answer
+        let serve = |edit: fn(&mut Message)| -> SocketAddr {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let (zone, ds) = (zone.clone(), ds.clone());
+            std::thread::spawn(move || {
+                let (mut c, _) = l.accept().unwrap();
+                let mut len = [0u8; 2];
+                c.read_exact(&mut len).unwrap();
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                c.read_exact(&mut q).unwrap();
+                let q = Message::from_vec(&q).unwrap();
+                let mut a = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+                a.add_query(q.queries[0].clone());
+                a.add_answer(hickory_proto::rr::Record::from_rdata(
+                    zone,
+                    3600,
+                    RData::DNSSEC(DNSSECRData::DS(ds)),
+                ));
+                edit(&mut a);
+                let b = a.to_vec().unwrap();
+                let mut f = (b.len() as u16).to_be_bytes().to_vec();
+                f.extend(b);
+                c.write_all(&f).unwrap();
+            });
+            addr
+        };
+        let t = Duration::from_secs(5);
+        assert!(parent_serves_ds(serve(|_| {}), &zone, &ds, t).unwrap());
+        assert!(parent_serves_ds(serve(|a| a.metadata.id ^= 1), &zone, &ds, t).is_err());
+        assert!(parent_serves_ds(
+            serve(|a| {
+                a.queries[0].set_name(Name::from_ascii("evil.example.").unwrap());
+            }),
+            &zone,
+            &ds,
+            t
+        )
+        .is_err());
+        assert!(parent_serves_ds(
+            serve(|a| a.metadata.response_code = ResponseCode::ServFail),
+            &zone,
+            &ds,
+            t
+        )
+        .is_err());
+        assert!(!parent_serves_ds(
+            serve(|a| a.answers[0].name = Name::from_ascii("other.mx.example.").unwrap()),
+            &zone,
+            &ds,
+            t
+        )
+        .unwrap());
     }
 }
