@@ -464,6 +464,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Forgets the change log up to `through` (a checkpoint of the zones covers it), keeping
+    /// the newest entry so that `last_change` stays right; `batch` rows per transaction, so
+    /// that writers wait little. Returns how many entries went.
+    pub fn prune_changes_through(&mut self, through: i64, batch: usize) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.conn.execute(
+                "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq <= ?1 \
+                 AND seq < (SELECT MAX(seq) FROM changes) ORDER BY seq LIMIT ?2)",
+                params![through, batch.max(1) as i64],
+            )?;
+            total += n;
+            if n < batch.max(1) {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Forgets change log entries older than `before` (seconds), keeping the newest one.
     pub fn prune_changes(&mut self, before: i64) -> Result<usize> {
         Ok(self.conn.execute(

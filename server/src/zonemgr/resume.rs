@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::anyhow;
 use hickory_proto::rr::Name;
+use provisioner::Store;
 use zones::Zone;
 
 use super::{checkpoint, release_free_memory, Catalog, ZoneManager};
@@ -134,6 +135,16 @@ impl ZoneManager {
             "checkpoint written"
         );
         *done = Some(serials);
+        // what the checkpoint covers is no longer needed: a start resumes from it (applying
+        // the log after its position) or builds from the records; pruned on a connection of
+        // its own, the zone manager not held
+        let pruned = Store::open(&super::db_path(&self.config.data_dir))
+            .and_then(|mut s| s.prune_changes_through(header.last_seq, 10_000));
+        match pruned {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, through = header.last_seq, "change log pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning the change log failed"),
+        }
         Ok(bytes)
     }
 }

@@ -358,6 +358,8 @@ fn a_start_resumes_from_the_checkpoint_and_applies_later_changes() {
     let t0 = 1_800_000_000;
     let clock = Arc::new(TestClock(AtomicU32::new(t0)));
     put_host(dir.path(), "a.o-v1.mx.example.", [192, 0, 2, 1]);
+    put_host(dir.path(), "c.o-v1.mx.example.", [192, 0, 2, 3]);
+    put_host(dir.path(), "c.o-v1.mx.example.", [192, 0, 2, 4]);
     let (serial, bytes) = {
         let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
         assert!(!mgr.resumed, "nothing to resume from at first");
@@ -372,6 +374,12 @@ fn a_start_resumes_from_the_checkpoint_and_applies_later_changes() {
         (serial, mgr.write_checkpoint(false).unwrap())
     };
     assert!(bytes > 0);
+    // the checkpoint covers the change log: pruned but for its newest entry
+    let log = Store::open(&db_path(dir.path()))
+        .unwrap()
+        .changes_since(0, 100)
+        .unwrap();
+    assert_eq!(log.len(), 1, "{log:?}");
     // changes after the checkpoint: a new host, a changed one
     put_host(dir.path(), "b.o-v1.mx.example.", [192, 0, 2, 2]);
     put_host(dir.path(), "a.o-v1.mx.example.", [192, 0, 2, 9]);
