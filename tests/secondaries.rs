@@ -523,6 +523,12 @@ fn nsd_and_knot_serve_the_zones_signed_and_follow_changes_by_ixfr() {
     );
     nsd.verify_zones();
     knot.verify_zones();
+    for k in ["nsd1", "knot1"] {
+        assert!(
+            !s.log().contains(&secret(&s, k)),
+            "a TSIG secret in the log"
+        );
+    }
 }
 
 #[test]
