@@ -13,7 +13,13 @@ use crate::tsig::{self, Algorithm, Key};
 pub fn tsig_cmd(config: Config, cmd: TsigCmd, algorithm: Option<String>) -> anyhow::Result<()> {
     match cmd {
         TsigCmd::New { name } => {
-            let algorithm = Algorithm::parse(algorithm.as_deref().unwrap_or("hmac-sha256"))?;
+            // a DNSSEC algorithm number (e.g. MXDNS_ALGORITHM=13 in the environment) is not
+            // a MAC algorithm: the default then
+            let mac = algorithm
+                .as_deref()
+                .filter(|a| a.parse::<u8>().is_err())
+                .unwrap_or("hmac-sha256");
+            let algorithm = Algorithm::parse(mac)?;
             let key = tsig::create(&config.data_dir, &name, algorithm)?;
             eprintln!(
                 "TSIG key {} written to {} (mode 0600).",
