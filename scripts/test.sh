@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the independent DNS tools the tests use as
-# judges (Unbound, BIND's delv, ldns, Knot's kdig) and openssl (test certificates, an MTA-STS
-# HTTPS server), then runs the whole test suite.
+# judges (Unbound, BIND's delv, ldns, Knot's kdig, NSD and Knot DNS as secondaries) and openssl
+# (test certificates, an MTA-STS HTTPS server), then runs the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils openssl:openssl; do
+for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils nsd:nsd knotd:knot openssl:openssl; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -15,10 +15,21 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # Debian starts the daemons of unbound, nsd and knot after installing them (on port 53);
+  # the tests start their own on free loopback ports: keep the packaged ones from starting
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$made_policy" = 1 ] && rm -f "$policy"
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now nsd knot unbound >/dev/null 2>&1 || true
+  fi
 fi
-# Debian's unbound package may start a daemon on port 53; the tests start their own on free
-# ports and never use it.
+# The tests never use port 53 nor a packaged daemon: every Unbound, NSD and Knot they need is
+# started by the test itself on a free port with its own configuration.
 
 cargo test --workspace --locked "$@"

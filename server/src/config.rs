@@ -30,9 +30,23 @@ pub struct Config {
     pub axfr_allow: Vec<String>,
     /// Largest UDP answer we send (RFC 9715 / DNS flag day 2020: 1232).
     pub udp_max_payload: u16,
-    /// A TCP connection with no new query for this long is closed (seconds). A zone transfer
-    /// must finish within it.
-    pub tcp_timeout: u64,
+    /// A TCP connection with no new query for this long is closed (seconds); a write that
+    /// makes no progress for this long closes it too. (`tcp_timeout` is the old name.)
+    #[serde(alias = "tcp_timeout")]
+    pub tcp_idle_timeout: u64,
+    /// Open TCP connections, in all: more are closed as soon as they are accepted.
+    pub tcp_max_connections: usize,
+    /// Open TCP connections from one source address: more are closed at once.
+    pub tcp_max_per_source: usize,
+    /// Zone transfers (AXFR, IXFR) running at once; more are refused (REFUSED) and retried by
+    /// the secondary.
+    pub xfr_max_concurrent: usize,
+    /// The standard secondaries this server is the primary of (`[[secondaries]]`).
+    pub secondaries: Vec<SecondaryConfig>,
+    /// The IXFR journal (`[ixfr]`).
+    pub ixfr: IxfrConfig,
+    /// SOA timers of every zone (`[soa]`; MINIMUM is `ttl.negative`).
+    pub soa: SoaTimers,
     /// Threads of the DNS runtime (UDP loops, TCP), and UDP sockets per address (0: one per
     /// core).
     pub workers: usize,
@@ -173,6 +187,64 @@ impl Default for ApiConfig {
     }
 }
 
+/// One standard secondary (NSD, Knot, BIND) fed by zone transfers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    /// A name for logs and `mxdns secondary config`.
+    pub name: String,
+    /// Where NOTIFY goes (`IP:PORT`, or `IP` for port 53).
+    pub address: String,
+    /// Who may transfer with this secondary's key (CIDR); default: the address's IP.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Its TSIG key, made by `mxdns tsig new NAME` (`<data-dir>/tsig/NAME.key`).
+    pub tsig: String,
+}
+
+/// Bounds of the IXFR journal.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IxfrConfig {
+    /// Estimated bytes of history kept per zone. Default 128 MiB.
+    pub max_bytes: usize,
+    /// A snapshot is kept this long after it stopped being current (seconds). Default 1 day.
+    pub max_age: u32,
+}
+
+impl Default for IxfrConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 128 << 20,
+            max_age: 86400,
+        }
+    }
+}
+
+/// SOA REFRESH, RETRY and EXPIRE (seconds; RFC 1035 3.3.13).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoaTimers {
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+}
+
+impl Default for SoaTimers {
+    fn default() -> Self {
+        Self {
+            refresh: 3600,
+            retry: 600,
+            expire: 5 * 86400,
+        }
+    }
+}
+
+/// What EXPIRE must leave free below the signature refresh window besides the refresher's
+/// `check_interval` (seconds): the time to sign again in chunks (minutes at a million hosts)
+/// and to transfer, and validators' clocks running ahead.
+pub const EXPIRE_MARGIN: u32 = 3600;
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ttls {
@@ -215,7 +287,13 @@ impl Default for Config {
             control_workers: 2,
             control_nice: 0,
             health: HealthConfig::default(),
-            tcp_timeout: 120,
+            tcp_idle_timeout: 10,
+            tcp_max_connections: 512,
+            tcp_max_per_source: 32,
+            xfr_max_concurrent: 8,
+            secondaries: Vec::new(),
+            ixfr: IxfrConfig::default(),
+            soa: SoaTimers::default(),
             ttl: Ttls::default(),
             signatures: Signatures::default(),
             keys: KeysConfig::default(),
@@ -638,6 +716,14 @@ impl Config {
                 bail!("api.{k}_burst must be at least 1 when api.{k}_rate is set");
             }
         }
+        self.validate_soa()?;
+        if self.tcp_max_connections == 0 || self.tcp_max_per_source == 0 {
+            bail!("tcp_max_connections and tcp_max_per_source must be at least 1");
+        }
+        if self.xfr_max_concurrent == 0 {
+            bail!("xfr_max_concurrent must be at least 1");
+        }
+        self.secondary_list()?;
         let zones = self.all_zones()?;
         for z in self.keys.zone.keys() {
             let n = Name::from_ascii(z).with_context(|| format!("bad zone name keys.zone.{z}"))?;
@@ -657,5 +743,150 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A `[[secondaries]]` entry, checked: its address, ACL and key name.
+#[derive(Debug, Clone)]
+pub struct Secondary {
+    pub name: String,
+    pub address: SocketAddr,
+    pub allow: Vec<Cidr>,
+    pub key: Name,
+}
+
+impl Config {
+    /// The SOA timers cannot hurt validation: a secondary cut off from the primary stops
+    /// serving (EXPIRE after its last refresh) before any signature it holds can expire. At a
+    /// refresh every signature has at least `refresh - check_interval` left (the refresher
+    /// signs again whatever expires within `refresh`, looking every `check_interval`), so
+    /// EXPIRE + check_interval + EXPIRE_MARGIN must not exceed any zone's refresh window.
+    pub fn validate_soa(&self) -> anyhow::Result<()> {
+        let t = &self.soa;
+        if t.retry == 0
+            || t.retry > t.refresh
+            || t.refresh >= t.expire
+            || t.expire > i32::MAX as u32
+        {
+            bail!(
+                "[soa]: need 0 < retry <= refresh < expire (retry {}, refresh {}, expire {})",
+                t.retry,
+                t.refresh,
+                t.expire
+            );
+        }
+        for z in self.all_zones()? {
+            let refresh = self.signature_policy(&z).refresh as u64;
+            let need = t.expire as u64 + self.signatures.check_interval + EXPIRE_MARGIN as u64;
+            if need > refresh {
+                bail!(
+                    "[soa] expire = {} s is too long for {z}: a secondary cut off from the primary would serve \
+                     signatures past their expiry. It must be at most the signature refresh window ({refresh} s) \
+                     minus signatures.check_interval ({} s) minus a margin of {} s, i.e. <= {} s; lower \
+                     [soa] expire or raise the refresh window",
+                    t.expire,
+                    self.signatures.check_interval,
+                    EXPIRE_MARGIN,
+                    refresh.saturating_sub(self.signatures.check_interval + EXPIRE_MARGIN as u64)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured secondaries, checked (names unique, addresses and networks readable, key
+    /// names valid). Key files are read by the server and `mxdns secondary config`.
+    pub fn secondary_list(&self) -> anyhow::Result<Vec<Secondary>> {
+        let mut out: Vec<Secondary> = Vec::new();
+        for s in &self.secondaries {
+            let what = format!("secondaries: {:?}", s.name);
+            if s.name.trim().is_empty() {
+                bail!("secondaries: an entry has no name");
+            }
+            if out.iter().any(|o| o.name == s.name) {
+                bail!("{what} is configured twice");
+            }
+            let address: SocketAddr = match s.address.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => match s.address.parse::<IpAddr>() {
+                    Ok(ip) => SocketAddr::new(ip, 53),
+                    Err(_) => bail!(
+                        "{what}: bad address {:?} (want IP:PORT, [IPv6]:PORT or IP)",
+                        s.address
+                    ),
+                },
+            };
+            let allow = if s.allow.is_empty() {
+                vec![Cidr::from_str(&address.ip().to_string())?]
+            } else {
+                s.allow
+                    .iter()
+                    .map(|a| a.parse().with_context(|| format!("{what}: allow")))
+                    .collect::<anyhow::Result<Vec<Cidr>>>()?
+            };
+            let key = crate::tsig::parse_name(&s.tsig).with_context(|| format!("{what}: tsig"))?;
+            out.push(Secondary {
+                name: s.name.clone(),
+                address,
+                allow,
+                key,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn soa_expire_must_end_before_signatures_can() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let mut bad = Config::default();
+        bad.soa.expire = 14 * 86400;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("[soa] expire") && e.contains("signatures past their expiry"),
+            "{e}"
+        );
+        // the rule follows a zone's own refresh window
+        let mut z = Config::default();
+        z.keys.zone.insert(
+            "o-v1.mx.example.".into(),
+            TimingOverride {
+                signature_refresh: Some(3 * 86400),
+                ..Default::default()
+            },
+        );
+        let e = z.validate().unwrap_err().to_string();
+        assert!(e.contains("o-v1.mx.example."), "{e}");
+        let mut r = Config::default();
+        r.soa.retry = r.soa.refresh + 1;
+        assert!(r
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("retry <= refresh"));
+    }
+
+    #[test]
+    fn secondaries_are_checked() {
+        let parse = |t: &str| -> Config { toml::from_str(t).unwrap() };
+        let c = parse(
+            "[[secondaries]]\nname = \"nsd1\"\naddress = \"127.0.0.1:5301\"\ntsig = \"nsd1\"\n",
+        );
+        let s = c.secondary_list().unwrap();
+        assert_eq!(s[0].address.port(), 5301);
+        assert!(s[0].allow[0].contains("127.0.0.1".parse().unwrap()));
+        assert!(!s[0].allow[0].contains("127.0.0.2".parse().unwrap()));
+        let c = parse("[[secondaries]]\nname = \"k\"\naddress = \"192.0.2.1\"\nallow = [\"192.0.2.0/24\"]\ntsig = \"k\"\n");
+        assert_eq!(c.secondary_list().unwrap()[0].address.port(), 53);
+        let c = parse("[[secondaries]]\nname = \"k\"\naddress = \"nowhere:53\"\ntsig = \"k\"\n");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("bad address") && e.contains("\"k\""), "{e}");
+        let c = parse("[[secondaries]]\nname = \"k\"\naddress = \"192.0.2.1\"\ntsig = \"a b\"\n");
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("bad TSIG key name"));
     }
 }

@@ -717,4 +717,72 @@ mod tests {
         assert_eq!(utc(1_800_000_000), "2027-01-15T08:00:00Z");
         assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
     }
+
+    /// The parent check believes only an answer to its own question over its own connection.
+    #[test]
+    fn parent_ds_check_takes_only_the_answer_to_its_question() {
+        use hickory_proto::dnssec::{Algorithm, DigestType};
+        use hickory_proto::op::{Message, MessageType, OpCode};
+        use std::io::{Read, Write};
+        let zone = Name::from_ascii("mx.example.").unwrap();
+        let ds = DS::new(
+            4242,
+            Algorithm::ECDSAP256SHA256,
+            DigestType::SHA256,
+            vec![7; 32],
+        );
+        // a parent that answers each query with `edit` applied to the right answer
+        let serve = |edit: fn(&mut Message)| -> SocketAddr {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let (zone, ds) = (zone.clone(), ds.clone());
+            std::thread::spawn(move || {
+                let (mut c, _) = l.accept().unwrap();
+                let mut len = [0u8; 2];
+                c.read_exact(&mut len).unwrap();
+                let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                c.read_exact(&mut q).unwrap();
+                let q = Message::from_vec(&q).unwrap();
+                let mut a = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+                a.add_query(q.queries[0].clone());
+                a.add_answer(hickory_proto::rr::Record::from_rdata(
+                    zone,
+                    3600,
+                    RData::DNSSEC(DNSSECRData::DS(ds)),
+                ));
+                edit(&mut a);
+                let b = a.to_vec().unwrap();
+                let mut f = (b.len() as u16).to_be_bytes().to_vec();
+                f.extend(b);
+                c.write_all(&f).unwrap();
+            });
+            addr
+        };
+        let t = Duration::from_secs(5);
+        assert!(parent_serves_ds(serve(|_| {}), &zone, &ds, t).unwrap());
+        assert!(parent_serves_ds(serve(|a| a.metadata.id ^= 1), &zone, &ds, t).is_err());
+        assert!(parent_serves_ds(
+            serve(|a| {
+                a.queries[0].set_name(Name::from_ascii("evil.example.").unwrap());
+            }),
+            &zone,
+            &ds,
+            t
+        )
+        .is_err());
+        assert!(parent_serves_ds(
+            serve(|a| a.metadata.response_code = ResponseCode::ServFail),
+            &zone,
+            &ds,
+            t
+        )
+        .is_err());
+        assert!(!parent_serves_ds(
+            serve(|a| a.answers[0].name = Name::from_ascii("other.mx.example.").unwrap()),
+            &zone,
+            &ds,
+            t
+        )
+        .unwrap());
+    }
 }

@@ -10,6 +10,8 @@ mod lifecycle;
 mod serve;
 mod supervise;
 mod testhooks;
+mod tsig;
+mod xfr;
 mod zonemgr;
 
 use clap::Parser;
@@ -29,15 +31,22 @@ fn load_config(common: &Common) -> anyhow::Result<Config> {
     if !common.partitions.is_empty() {
         c.partitions = common.partitions.clone();
     }
-    if let Some(a) = common.algorithm {
-        c.algorithm = a;
+    if let Some(a) = &common.algorithm {
+        c.algorithm = a.parse().map_err(|_| {
+            anyhow::anyhow!("bad --algorithm {a:?}: 13 (ECDSA P-256) or 15 (Ed25519)")
+        })?;
     }
     c.validate()?;
     Ok(c)
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // `tsig new --algorithm` names a MAC algorithm, not a DNSSEC one
+    let tsig_algorithm = match cli.command {
+        Command::Tsig { .. } => cli.common.algorithm.take(),
+        _ => None,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MXDNS_LOG")
@@ -69,5 +78,7 @@ fn main() -> anyhow::Result<()> {
         Command::Partition { cmd } => provision_cmd(config, Provision::Partition(cmd)),
         Command::Token { cmd } => provision_cmd(config, Provision::Token(cmd)),
         Command::Audit { after, limit } => provision_cmd(config, Provision::Audit { after, limit }),
+        Command::Tsig { cmd } => cli::secondary::tsig_cmd(config, cmd, tsig_algorithm),
+        Command::Secondary { cmd } => cli::secondary::secondary_cmd(config, cmd),
     }
 }

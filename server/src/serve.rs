@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::supervise::{self, Board};
 use crate::zonemgr::{self, Clock, SystemClock, ZoneManager};
-use crate::{api, dns, lifecycle, testhooks};
+use crate::{api, dns, lifecycle, testhooks, xfr};
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let sockets_per_addr = match config.workers {
@@ -93,6 +93,10 @@ impl DnsPlane {
         handler: Arc<dns::DnsHandler>,
         sockets: usize,
     ) -> anyhow::Result<()> {
+        let limits = dns::tcp::Limits::from_config(config);
+        dns::tcp::raise_fd_limit(&limits);
+        // one set of TCP connection counts for every address (the caps are the server's)
+        let conns = dns::tcp::Connections::new(limits);
         // sockets register with the reactor of the runtime they are made in: the DNS one
         let _in_dns = self.rt.enter();
         for addr in &config.dns_listen {
@@ -108,40 +112,13 @@ impl DnsPlane {
                 std::net::TcpListener::bind(addr).with_context(|| format!("binding TCP {addr}"))?,
             );
             tcp.set_nonblocking(true)?;
-            let (handler, stop) = (handler.clone(), self.stop.clone());
-            let timeout = Duration::from_secs(config.tcp_timeout);
+            let (handler, stop, conns) = (handler.clone(), self.stop.clone(), conns.clone());
             self.listen(format!("tcp {addr}"), move || {
-                hickory_tcp(tcp.clone(), handler.clone(), timeout, stop.clone())
+                dns::tcp::serve(tcp.clone(), handler.clone(), conns.clone(), stop.clone())
             });
             tracing::info!(%addr, "DNS listening (UDP, TCP)");
         }
         Ok(())
-    }
-}
-
-/// hickory-server's TCP listener on `listener` until `stop` changes (a failure of its task
-/// panics here, so that the supervisor starts it again on the same socket).
-async fn hickory_tcp(
-    listener: Arc<std::net::TcpListener>,
-    handler: Arc<dns::DnsHandler>,
-    timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let l = listener
-        .try_clone()
-        .and_then(tokio::net::TcpListener::from_std)
-        .expect("TCP listener");
-    let mut server = hickory_server::Server::new((*handler).clone());
-    server.register_listener(l, timeout, 64);
-    tokio::select! {
-        r = server.block_until_done() => {
-            if let Err(e) = r {
-                panic!("TCP listener failed: {e}");
-            }
-        }
-        _ = stop.changed() => {
-            let _ = server.shutdown_gracefully().await;
-        }
     }
 }
 
@@ -160,11 +137,7 @@ async fn run(
         let h = health.clone();
         tokio::task::spawn_blocking(move || h.observe(true)).await??;
     }
-    let handler = Arc::new(dns::DnsHandler {
-        mgr: mgr.clone(),
-        axfr_allow: config.axfr_networks()?,
-        udp_max_payload: config.udp_max_payload,
-    });
+    let handler = Arc::new(dns::DnsHandler::new(mgr.clone(), &config)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut plane = DnsPlane {
         rt: dns_rt,
@@ -172,7 +145,7 @@ async fn run(
         stop: stop_rx.clone(),
         tasks: Vec::new(),
     };
-    plane.start(&config, handler, sockets_per_addr)?;
+    plane.start(&config, handler.clone(), sockets_per_addr)?;
     health.set_dns_listening();
 
     let api = std::net::TcpListener::bind(config.api_listen)
@@ -236,10 +209,13 @@ async fn run(
         );
     }
 
+    // NOTIFY to the secondaries on every new serial (coalesced), on the control plane
+    let notifiers = xfr::notify::spawn(mgr.clone(), &handler.xfr.secondaries, stop_rx.clone());
+
     shutdown_signal().await;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
-    for t in plane.tasks.into_iter().chain(control) {
+    for t in plane.tasks.into_iter().chain(control).chain(notifiers) {
         let _ = t.await;
     }
     tracing::info!("stopped");

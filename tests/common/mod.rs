@@ -46,20 +46,26 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables for the server process.
     pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Server {
+        let mut s = Self::prepare(config);
+        s.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s.spawn();
+        s
+    }
+
+    /// A server's directory, ports and configuration, not started yet (`cmd` works, e.g. to
+    /// create TSIG keys the configuration names; then `spawn`).
+    pub fn prepare(config: &str) -> Self {
+        Server {
             child: None,
-            dir,
+            dir: tempfile::tempdir().unwrap(),
             dns: SocketAddr::from(([127, 0, 0, 1], free_port())),
             api: SocketAddr::from(([127, 0, 0, 1], free_port())),
             extra_config: config.to_string(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        s.spawn();
-        s
+            env: Vec::new(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -434,6 +440,11 @@ impl Unbound {
 
     /// With extra `server:` lines (local zones of test customer domains) on a given port.
     pub fn start_with(server: &Server, anchor_ds: &str, extra: &str, port: u16) -> Self {
+        Self::start_stubs(anchor_ds, &[server.dns], extra, port)
+    }
+
+    /// Stub zones for both zones pointing at `servers` (our server, or secondaries only).
+    pub fn start_stubs(anchor_ds: &str, servers: &[SocketAddr], extra: &str, port: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("anchor.ds"), anchor_ds).unwrap();
         let d = dir.path().display();
@@ -444,9 +455,12 @@ impl Unbound {
              module-config: \"validator iterator\"\n  val-log-level: 2\n  verbosity: 1\n  num-threads: 1\n  \
              so-reuseport: no\n  qname-minimisation: no\n  root-hints: \"\"\n{extra}\
              remote-control:\n  control-enable: no\n\
-             stub-zone:\n  name: \"mx.example.\"\n  stub-addr: {dns}\n\
-             stub-zone:\n  name: \"o-v1.mx.example.\"\n  stub-addr: {dns}\n",
-            dns = format!("{}@{}", server.dns.ip(), server.dns.port()),
+             stub-zone:\n  name: \"mx.example.\"\n{dns}\
+             stub-zone:\n  name: \"o-v1.mx.example.\"\n{dns}",
+            dns = servers
+                .iter()
+                .map(|a| format!("  stub-addr: {}@{}\n", a.ip(), a.port()))
+                .collect::<String>(),
         );
         Self::spawn(dir, &conf, port, RecordType::SOA)
     }

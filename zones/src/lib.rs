@@ -4,6 +4,7 @@
 //! This crate does no I/O and reads no clock: signatures come from an [`RrsetSigner`] that the
 //! caller builds with its own notion of "now".
 
+pub mod diff;
 pub mod lookup;
 pub mod rrset;
 pub mod snapshot;

@@ -17,7 +17,7 @@ use crate::wire::RrsetWire;
 /// Invariant: every record has the same owner, class IN, type and TTL; the RRSIGs were made over
 /// exactly these records (the zone replaces the whole `Rrset` when either changes). Build one
 /// with [`Rrset::new`], then [`Rrset::with_rrsigs`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rrset {
     pub rtype: RecordType,
     pub ttl: u32,

@@ -295,3 +295,80 @@ proptest! {
         prop_assert_eq!(ix == iy, kx[..lx] == ky[..ly]);
     }
 }
+
+/// Every record of a zone as (owner, rest of the record) wire bytes, RRSIGs included, SOA
+/// records left out (as an IXFR's markers stand for them).
+fn all_rrs(z: &Zone) -> std::collections::HashSet<(Vec<u8>, Vec<u8>)> {
+    let mut out = std::collections::HashSet::new();
+    for r in z.records() {
+        let owner = r.owner_wire().to_vec();
+        if r.rtype != RecordType::SOA {
+            r.wire().each_record(
+                false,
+                |rr| assert!(out.insert((owner.clone(), rr.to_vec()))),
+            );
+        }
+        r.wire()
+            .each_record(true, |rr| assert!(out.insert((owner.clone(), rr.to_vec()))));
+    }
+    out
+}
+
+proptest! {
+    /// The difference of two snapshots, applied to the older one's records, gives the newer
+    /// one's; each deletion is in the older, each addition is not; and only the names that
+    /// changed are visited (O(change), whatever the zone's size).
+    #[test]
+    fn diff_turns_one_snapshot_into_the_other(
+        adds in proptest::collection::vec(0u32..400, 0..30),
+        dels in proptest::collection::vec(0u32..400, 0..30),
+        steps in 1usize..4,
+    ) {
+        let mut base = zone();
+        let init: Vec<Change> = (0..400).filter(|i| i % 2 == 0).map(|i| a(&format!("h{i}.mx.example."))).collect();
+        base = base.apply(init, &NoSigner).unwrap();
+        let mut cur = base.clone();
+        for s in 0..steps {
+            let serial = 2 + s as u32;
+            let mut changes: Vec<Change> = Vec::new();
+            for i in adds.iter().skip(s).step_by(steps) {
+                changes.push(Change::Put(Rrset::new(n(&format!("h{i}.mx.example.")), 300 + s as u32, vec![RData::A(A(Ipv4Addr::new(192, 0, 2, (i % 250) as u8)))]).unwrap()));
+            }
+            for i in dels.iter().skip(s).step_by(steps) {
+                changes.push(Change::DeleteName(n(&format!("h{i}.mx.example."))));
+            }
+            changes.push(Change::Put(Rrset::new(n("mx.example."), 3600, vec![RData::SOA(soa(serial))]).unwrap()));
+            cur = cur.apply(changes, &NoSigner).unwrap();
+        }
+        let (old, new) = (all_rrs(&base), all_rrs(&cur));
+        let mut deleted = std::collections::HashSet::new();
+        let mut added = std::collections::HashSet::new();
+        let mut visited = 0;
+        for (o, nw) in base.changed_nodes(&cur) {
+            visited += 1;
+            crate::diff::records_not_in(o, nw, |owner, rr| { deleted.insert((owner.to_vec(), rr.to_vec())); });
+            crate::diff::records_not_in(nw, o, |owner, rr| { added.insert((owner.to_vec(), rr.to_vec())); });
+            prop_assert!(crate::diff::change_size(o, nw) > 0);
+        }
+        prop_assert!(deleted.is_subset(&old));
+        prop_assert!(added.is_disjoint(&old));
+        let mut applied: std::collections::HashSet<_> = old.difference(&deleted).cloned().collect();
+        applied.extend(added);
+        prop_assert_eq!(applied, new);
+        // each touched name, its NSEC predecessor, the apex
+        prop_assert!(visited <= 2 * (adds.len() + dels.len()) + 1, "{} visited", visited);
+    }
+}
+
+#[test]
+fn diff_of_a_big_zone_visits_only_what_changed() {
+    let mut z = zone();
+    let init: Vec<Change> = (0..20_000)
+        .map(|i| a(&format!("h{i}.mx.example.")))
+        .collect();
+    z = z.apply(init, &NoSigner).unwrap();
+    let next = z.apply(vec![a("new.mx.example.")], &NoSigner).unwrap();
+    // the new name and its NSEC predecessor
+    assert_eq!(z.changed_nodes(&next).count(), 2);
+    assert_eq!(z.changed_nodes(&z.clone()).count(), 0);
+}

@@ -27,7 +27,10 @@ pub trait RrsetSigner: Sync {
 }
 
 /// Everything at one owner name.
-#[derive(Debug, Clone, Default)]
+///
+/// `Eq` lets `Arc<Node>` compare by pointer first, so that diffing two snapshots
+/// ([`Zone::changed_nodes`](crate::diff)) skips shared nodes without reading them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     /// Sorted by type code; never empty inside a zone (except transiently in `apply`).
     pub rrsets: Vec<Rrset>,

@@ -13,6 +13,7 @@ use crate::config::Config;
 pub mod host;
 pub mod keys;
 pub mod provision;
+pub mod secondary;
 
 #[derive(Parser)]
 #[command(
@@ -46,9 +47,10 @@ pub struct Common {
         value_delimiter = ','
     )]
     pub partitions: Vec<String>,
-    /// DNSSEC algorithm for new keys: 13 (ECDSA P-256) or 15 (Ed25519).
+    /// DNSSEC algorithm for new keys: 13 (ECDSA P-256) or 15 (Ed25519). For `tsig new`: the
+    /// MAC algorithm, hmac-sha256 (default), hmac-sha384 or hmac-sha512.
     #[arg(long, global = true, env = "MXDNS_ALGORITHM")]
-    pub algorithm: Option<u8>,
+    pub algorithm: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -103,6 +105,40 @@ pub enum Command {
     Host {
         #[command(subcommand)]
         cmd: HostCmd,
+    },
+    /// TSIG keys (RFC 8945) for the secondaries: `tsig new NAME`.
+    Tsig {
+        #[command(subcommand)]
+        cmd: TsigCmd,
+    },
+    /// Secondaries: `secondary config --nsd|--knot NAME` prints their configuration.
+    Secondary {
+        #[command(subcommand)]
+        cmd: SecondaryCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TsigCmd {
+    /// Create a key in <data-dir>/tsig/NAME.key (mode 0600) and print it as NSD's and Knot's
+    /// configurations take it.
+    /// (`--algorithm hmac-sha256|hmac-sha384|hmac-sha512`, default hmac-sha256.)
+    New { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum SecondaryCmd {
+    /// Print the key, zones and ACL a configured secondary needs (all served zones).
+    Config {
+        /// The `name` of its `[[secondaries]]` entry.
+        name: String,
+        #[arg(long, conflicts_with = "knot", required_unless_present = "knot")]
+        nsd: bool,
+        #[arg(long)]
+        knot: bool,
+        /// The address the secondary transfers from (default: the first dns_listen).
+        #[arg(long)]
+        primary: Option<SocketAddr>,
     },
 }
 

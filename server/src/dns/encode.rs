@@ -1,5 +1,6 @@
-//! The general path's answer: whole RRsets chosen to fit the size limit, then encoded (UDP:
-//! our encoder, which compresses owner names against the question; TCP: hickory's).
+//! The general path's answer: whole RRsets chosen to fit the size limit, then encoded by our
+//! encoder (it compresses owner names against the question) and TSIG-signed when the request
+//! was; hickory's encoder only for other reply handles (none in the server).
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
 use hickory_proto::rr::Record;
@@ -10,24 +11,31 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use zones::Rrset;
 
 use super::{error_info, DnsHandler, Sections};
+use crate::tsig::wire::{Signer, Verified};
+use crate::zonemgr::{Clock, SystemClock};
 
 impl DnsHandler {
-    /// Size-limits the sections by whole RRsets and sends the response.
-    pub(super) async fn send<R: ResponseHandler>(
+    /// Size-limits the sections by whole RRsets and sends the response, signed with the
+    /// request's TSIG key when it had one.
+    pub(crate) async fn send<R: ResponseHandler>(
         &self,
         request: &Request,
         handle: &mut R,
         s: Sections<'_>,
         dnssec: bool,
         edns: Option<&Edns>,
+        tsig: Option<&Verified>,
     ) -> ResponseInfo {
+        let mut signer = tsig.map(Signer::response);
+        let room = signer.as_ref().map_or(0, |s| s.rr_len());
         let limit = match request.protocol() {
             Protocol::Udp => match request.edns.as_ref() {
                 Some(e) => e.max_payload().clamp(512, self.udp_max_payload),
                 None => 512,
             },
             _ => u16::MAX,
-        } as usize;
+        } as usize
+            - room;
         let question = request.queries.as_bytes().len();
         let opt = if edns.is_some() { 11 } else { 0 };
         let budget = limit.saturating_sub(12 + question + opt);
@@ -67,13 +75,19 @@ impl DnsHandler {
             chosen[2].clear();
         }
         metadata.truncation = truncated;
-        // UDP: our own encoder (it also compresses owner names against the question, which
-        // hickory's response encoder does not); TCP: hickory's.
-        if let Some(udp) = (handle as &mut dyn std::any::Any).downcast_mut::<super::udp::UdpReply>()
-        {
+        // our own encoder (it also compresses owner names against the question, which
+        // hickory's response encoder does not), then the TSIG
+        let ours = {
+            let any = handle as &mut dyn std::any::Any;
+            any.is::<super::udp::UdpReply>() || any.is::<super::tcp::TcpReply>()
+        };
+        if ours {
             return match encode(request, metadata, &chosen, dnssec, edns) {
-                Ok(bytes) => {
-                    udp.send_raw(&bytes).await;
+                Ok(mut bytes) => {
+                    if let Some(s) = signer.as_mut() {
+                        s.sign(&mut bytes, u64::from(SystemClock.now()));
+                    }
+                    super::send_raw(handle, &bytes).await;
                     ResponseInfo::from(Header {
                         metadata,
                         counts: HeaderCounts::default(),

@@ -3,13 +3,14 @@
 //! limit, and let hickory-proto encode the message.
 //!
 //! RFCs: 1034 4.3.2 (lookup), 4035 3.1 (DNSSEC in answers), 6891 (EDNS, BADVERS), 8482 (ANY),
-//! 2181 9 / 4035 3.1 (truncation), 5936 (AXFR), 1995 (IXFR: answered with the full zone).
+//! 2181 9 / 4035 3.1 (truncation), 8945 (TSIG: a signed request is verified first and its
+//! answer signed). Zone transfers (AXFR, IXFR) are dispatched to `crate::xfr`.
 
 mod encode;
 mod fast;
+pub mod tcp;
 #[cfg(test)]
 mod tests;
-mod transfer;
 pub mod udp;
 
 use std::sync::Arc;
@@ -20,29 +21,108 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use zones::{Lookup, Rrset, Zone};
 
-use crate::config::Cidr;
-use crate::zonemgr::ZoneManager;
+use crate::config::Config;
+use crate::tsig::wire::{Refusal, Verified};
+use crate::xfr::Xfr;
+use crate::zonemgr::{Clock, SystemClock, ZoneManager};
 
 #[derive(Clone)]
 pub struct DnsHandler {
     pub mgr: Arc<ZoneManager>,
-    pub axfr_allow: Vec<Cidr>,
+    /// Who may transfer what, the TSIG keys, the transfer slots.
+    pub xfr: Arc<Xfr>,
     pub udp_max_payload: u16,
 }
 
+impl DnsHandler {
+    /// The handler of a server: loads the secondaries' TSIG keys (a missing or bad key is an
+    /// error that names it).
+    pub fn new(mgr: Arc<ZoneManager>, config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            xfr: Arc::new(Xfr::from_config(config)?),
+            mgr,
+            udp_max_payload: config.udp_max_payload,
+        })
+    }
+}
+
+/// A bound on the log lines bad requests cause (anyone can send them): at most `BURST` per
+/// 10 s window for each kind; the rest are counted and reported with the next line logged.
+pub(crate) struct LogLimit {
+    window: std::sync::atomic::AtomicU64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl LogLimit {
+    const BURST: u64 = 20;
+
+    pub(crate) const fn new() -> Self {
+        Self {
+            window: std::sync::atomic::AtomicU64::new(0),
+            seen: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(suppressed before)` when this one may be logged.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = u64::from(SystemClock.now()) / 10;
+        if self.window.swap(w, Relaxed) != w {
+            let before = self.seen.swap(1, Relaxed);
+            return Some(before.saturating_sub(Self::BURST));
+        }
+        let n = self.seen.fetch_add(1, Relaxed) + 1;
+        (n <= Self::BURST).then_some(0)
+    }
+}
+
+/// Sends an answer the handler encoded itself on one of our reply handles (UDP, TCP); false
+/// when it could not be sent (another handle, or the connection failed).
+pub(crate) async fn send_raw<R: ResponseHandler>(handle: &mut R, bytes: &[u8]) -> bool {
+    let any = handle as &mut dyn std::any::Any;
+    if let Some(udp) = any.downcast_mut::<udp::UdpReply>() {
+        udp.send_raw(bytes).await;
+        return true;
+    }
+    if let Some(tcp) = any.downcast_mut::<tcp::TcpReply>() {
+        return tcp.send_raw(bytes).await.is_ok();
+    }
+    false
+}
+
+/// The header and question of a response to `request` with `rcode` and no records.
+pub(crate) fn bare_response(request: &Request, rcode: ResponseCode) -> Vec<u8> {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = rcode;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts {
+            queries: request.queries.len() as u16,
+            ..HeaderCounts::default()
+        },
+    };
+    let mut out = Vec::with_capacity(64);
+    {
+        let mut enc = hickory_proto::serialize::binary::BinEncoder::new(&mut out);
+        let _ = hickory_proto::serialize::binary::BinEncodable::emit(&header, &mut enc);
+    }
+    out.extend_from_slice(request.queries.as_bytes());
+    out
+}
+
 /// What goes into a response, as whole RRsets.
-struct Sections<'a> {
-    rcode: ResponseCode,
-    aa: bool,
-    answer: Vec<&'a Rrset>,
-    authority: Vec<&'a Rrset>,
-    additional: Vec<&'a Rrset>,
+pub(crate) struct Sections<'a> {
+    pub rcode: ResponseCode,
+    pub aa: bool,
+    pub answer: Vec<&'a Rrset>,
+    pub authority: Vec<&'a Rrset>,
+    pub additional: Vec<&'a Rrset>,
     /// Additional RRsets without which the answer is not usable (glue): TC when they do not fit.
     additional_required: bool,
 }
 
 impl<'a> Sections<'a> {
-    fn empty(rcode: ResponseCode) -> Self {
+    pub fn empty(rcode: ResponseCode) -> Self {
         Self {
             rcode,
             aa: false,
@@ -54,7 +134,7 @@ impl<'a> Sections<'a> {
     }
 }
 
-fn error_info(request: &Request, rcode: ResponseCode) -> ResponseInfo {
+pub(crate) fn error_info(request: &Request, rcode: ResponseCode) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = rcode;
     ResponseInfo::from(Header {
@@ -79,6 +159,20 @@ impl RequestHandler for DnsHandler {
             e
         });
 
+        // a signed request is verified before anything else (RFC 8945 5.2)
+        let tsig = if request.signature.is_some() {
+            match crate::tsig::wire::verify_request(
+                &self.xfr.keys,
+                request.as_slice(),
+                u64::from(SystemClock.now()),
+            ) {
+                Ok(v) => Some(v),
+                Err(refusal) => return self.tsig_refusal(request, &mut handle, *refusal).await,
+            }
+        } else {
+            None
+        };
+        let tsig = tsig.as_ref();
         let rcode_only = |rcode| Sections::empty(rcode);
         let sections = if request.metadata.op_code != OpCode::Query {
             rcode_only(ResponseCode::NotImp)
@@ -95,7 +189,7 @@ impl RequestHandler for DnsHandler {
                 rcode_only(ResponseCode::Refused)
             } else if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
                 return self
-                    .transfer(request, handle, &qname, qtype, resp_edns.as_ref())
+                    .transfer(request, handle, &qname, qtype, resp_edns.as_ref(), tsig)
                     .await;
             } else if matches!(qtype, RecordType::OPT) || u16::from(qtype) == 0 {
                 rcode_only(ResponseCode::FormErr)
@@ -113,6 +207,7 @@ impl RequestHandler for DnsHandler {
                         qtype,
                         dnssec,
                         resp_edns.as_ref(),
+                        tsig,
                     )
                     .await;
             }
@@ -120,8 +215,66 @@ impl RequestHandler for DnsHandler {
         if sections.rcode == ResponseCode::BADVERS && resp_edns.is_none() {
             resp_edns = Some(Edns::new());
         }
-        self.send(request, &mut handle, sections, dnssec, resp_edns.as_ref())
-            .await
+        self.send(
+            request,
+            &mut handle,
+            sections,
+            dnssec,
+            resp_edns.as_ref(),
+            tsig,
+        )
+        .await
+    }
+}
+
+impl DnsHandler {
+    /// The answer to a request whose TSIG does not verify: NOTAUTH with the TSIG error,
+    /// unsigned for BADKEY and BADSIG, signed for BADTIME (with our time) and BADTRUNC
+    /// (RFC 8945 5.2, 5.3.2); FORMERR for an unreadable TSIG.
+    async fn tsig_refusal<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        handle: &mut R,
+        refusal: Refusal,
+    ) -> ResponseInfo {
+        use crate::tsig::wire::{append_unsigned, Signer, BADKEY, BADSIG, BADTIME, BADTRUNC};
+        let now = u64::from(SystemClock.now());
+        let rcode = match refusal {
+            Refusal::FormErr => ResponseCode::FormErr,
+            _ => ResponseCode::NotAuth,
+        };
+        static LIMIT: LogLimit = LogLimit::new();
+        if let Some(suppressed) = LIMIT.allow() {
+            tracing::info!(
+                src = %request.src(),
+                key = refusal.key_name().unwrap_or_default(),
+                error = refusal.code(),
+                qname = request.queries.queries().first().map(|q| q.name().to_string()).unwrap_or_default(),
+                suppressed,
+                "TSIG refused"
+            );
+        }
+        let mut out = bare_response(request, rcode);
+        match refusal {
+            Refusal::FormErr => {}
+            Refusal::BadKey { name, algorithm } => {
+                append_unsigned(&mut out, &name, &algorithm, now, BADKEY)
+            }
+            Refusal::BadSig { key } => {
+                append_unsigned(&mut out, &key.name, &key.algorithm_name(), now, BADSIG)
+            }
+            Refusal::BadTime { key, mac, time } => {
+                let mut ours = Vec::with_capacity(6);
+                ours.extend_from_slice(&((now >> 32) as u16).to_be_bytes());
+                ours.extend_from_slice(&(now as u32).to_be_bytes());
+                Signer::response_to(key, mac).sign_with(&mut out, time, BADTIME, &ours);
+            }
+            Refusal::BadTrunc { key, mac } => {
+                Signer::response_to(key, mac).sign_with(&mut out, now, BADTRUNC, &[]);
+            }
+        }
+        send_raw(handle, &out).await;
+        error_info(request, rcode)
     }
 }
 
@@ -136,6 +289,7 @@ impl DnsHandler {
         qtype: RecordType,
         dnssec: bool,
         edns: Option<&Edns>,
+        tsig: Option<&Verified>,
     ) -> ResponseInfo {
         let Some(zone) = catalog.find(qname, qtype) else {
             return self
@@ -145,11 +299,12 @@ impl DnsHandler {
                     Sections::empty(ResponseCode::Refused),
                     dnssec,
                     edns,
+                    tsig,
                 )
                 .await;
         };
         let sections = build_sections(zone, zone.lookup(qname, qtype), dnssec);
-        self.send(request, &mut handle, sections, dnssec, edns)
+        self.send(request, &mut handle, sections, dnssec, edns, tsig)
             .await
     }
 }

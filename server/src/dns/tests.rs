@@ -103,11 +103,11 @@ fn handler(dir: &std::path::Path) -> DnsHandler {
     }
     mgr.catalog
         .store(Arc::new(crate::zonemgr::Catalog { zones }));
-    DnsHandler {
-        mgr: Arc::new(mgr),
+    let config = crate::config::Config {
         axfr_allow: vec![],
-        udp_max_payload: 1232,
-    }
+        ..crate::config::Config::default()
+    };
+    DnsHandler::new(Arc::new(mgr), &config).unwrap()
 }
 
 /// EDNS of a test query: (payload, version, DO, options).

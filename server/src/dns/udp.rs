@@ -5,7 +5,7 @@
 //! Queries of the common shape take the fast path (`DnsHandler::answer_udp`: parsed straight from
 //! the datagram, answered from pre-encoded RRsets into a buffer the loop reuses); the others are
 //! parsed with hickory (`Request::from_bytes`) and answered through the same `RequestHandler` as
-//! TCP. With several workers, several sockets
+//! TCP (`tcp.rs`). With several workers, several sockets
 //! share the port (SO_REUSEPORT) and the kernel spreads queries over them.
 //!
 //! On Linux the loop reads up to [`mmsg::BATCH`] queued datagrams with one `recvmmsg` and sends
@@ -398,26 +398,30 @@ pub async fn serve(
 
 /// FORMERR for a message whose header can be read but the rest cannot; silence otherwise.
 async fn formerr(socket: &UdpSocket, raw: &[u8], src: SocketAddr) {
+    if let Some(out) = formerr_bytes(raw) {
+        let _ = socket.send_to(&out, src).await;
+    }
+}
+
+/// The FORMERR answer (header only) to a message whose header can be read but the rest cannot;
+/// `None` when not even the header can, or it is a response (never answer answers).
+pub(crate) fn formerr_bytes(raw: &[u8]) -> Option<Vec<u8>> {
     let mut decoder = BinDecoder::new(raw);
-    let Ok(header) = Header::read(&mut decoder) else {
-        return;
-    };
+    let header = Header::read(&mut decoder).ok()?;
     if header.metadata.message_type == MessageType::Response {
-        return;
+        return None;
     }
     let mut metadata = Metadata::response_from_request(&header.metadata);
     metadata.response_code = ResponseCode::FormErr;
     let mut out = Vec::with_capacity(12);
     let mut enc = BinEncoder::new(&mut out);
-    if (Header {
+    Header {
         metadata,
         counts: HeaderCounts::default(),
-    })
-    .emit(&mut enc)
-    .is_ok()
-    {
-        let _ = socket.send_to(&out, src).await;
     }
+    .emit(&mut enc)
+    .ok()?;
+    Some(out)
 }
 
 /// Sends one answer straight to the socket.

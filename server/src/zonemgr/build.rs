@@ -67,13 +67,14 @@ impl ZoneManager {
             .expect("label")
             .append_domain(origin)
             .expect("short");
+        let t = &self.config.soa;
         SOA::new(
             ns1,
             rname,
             serial,
-            3600,
-            600,
-            1_209_600,
+            t.refresh as i32,
+            t.retry as i32,
+            t.expire as i32,
             self.config.ttl.negative,
         )
     }

@@ -119,6 +119,8 @@ pub struct ZoneManager {
     /// Owners applied since freed memory was last given back, and when that was (`mono_ms`).
     untrimmed: std::sync::atomic::AtomicUsize,
     trimmed_at: std::sync::atomic::AtomicU64,
+    /// Recent snapshots of every zone (IXFR) and the signal of a new one (NOTIFY).
+    pub journal: crate::xfr::Journal,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -205,6 +207,7 @@ impl ZoneManager {
         }
         let last_seq = store.last_change()?;
         let zone_count = states.len();
+        let config_ixfr = config.ixfr;
         let mgr = Self {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             inner: Mutex::new(Inner {
@@ -221,6 +224,7 @@ impl ZoneManager {
             retired: Mutex::new(Vec::new()),
             untrimmed: Default::default(),
             trimmed_at: Default::default(),
+            journal: crate::xfr::Journal::new(config_ixfr.max_bytes, config_ixfr.max_age),
         };
         let t0 = std::time::Instant::now();
         let mut mgr = mgr;
@@ -237,6 +241,11 @@ impl ZoneManager {
                 tracing::warn!(error = %e, "checkpoint not used; building every zone from the store");
                 mgr.rebuild()?;
             }
+        }
+        // the zones as they start: the first versions an IXFR can start from
+        let now = mgr.clock.now();
+        for z in mgr.catalog.load().zones.iter() {
+            mgr.journal.record(z, now);
         }
         mgr.note_expiries();
         mgr.progress.set_built();
@@ -279,6 +288,7 @@ impl ZoneManager {
             .collect();
         drop(old);
         self.publish_catalog(Catalog { zones });
+        self.journal.record(&zone, self.clock.now());
     }
 
     /// Swaps in a new catalog. The old one is freed here (the writer's thread) or, if a reader

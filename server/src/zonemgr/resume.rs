@@ -14,7 +14,7 @@ impl ZoneManager {
     pub(super) fn fingerprint(&self) -> String {
         let c = &self.config;
         format!(
-            "mxdns {} snapshot {} zone {:?} partitions {:?} algorithm {} ns {:?} ttl {:?} signatures {:?} keys {:?}",
+            "mxdns {} snapshot {} zone {:?} partitions {:?} algorithm {} ns {:?} ttl {:?} soa {:?} signatures {:?} keys {:?}",
             env!("CARGO_PKG_VERSION"),
             zones::snapshot::FORMAT,
             c.zone,
@@ -22,6 +22,7 @@ impl ZoneManager {
             c.algorithm,
             c.ns_addresses,
             c.ttl,
+            c.soa,
             c.signatures,
             c.keys
         )

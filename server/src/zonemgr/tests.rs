@@ -231,7 +231,7 @@ fn rollovers_with_a_clock_keep_every_zone_valid() {
 fn per_zone_policy_algorithm_and_signature_validity() {
     let dir = tempfile::tempdir().unwrap();
     let config: Config = toml::from_str(&format!(
-        "data_dir = \"{}\"\n[keys.zone.\"o-v1.mx.example.\"]\nalgorithm = 15\nsignature_validity = 864000\nsignature_refresh = 172800\nzsk_lifetime = 86400\n",
+        "data_dir = \"{}\"\n[soa]\nexpire = 86400\n[keys.zone.\"o-v1.mx.example.\"]\nalgorithm = 15\nsignature_validity = 864000\nsignature_refresh = 172800\nzsk_lifetime = 86400\n",
         dir.path().display()
     ))
     .unwrap();
@@ -358,6 +358,8 @@ fn a_start_resumes_from_the_checkpoint_and_applies_later_changes() {
     let t0 = 1_800_000_000;
     let clock = Arc::new(TestClock(AtomicU32::new(t0)));
     put_host(dir.path(), "a.o-v1.mx.example.", [192, 0, 2, 1]);
+    put_host(dir.path(), "c.o-v1.mx.example.", [192, 0, 2, 3]);
+    put_host(dir.path(), "c.o-v1.mx.example.", [192, 0, 2, 4]);
     let (serial, bytes) = {
         let mgr = ZoneManager::open(config(dir.path()), clock.clone()).unwrap();
         assert!(!mgr.resumed, "nothing to resume from at first");
@@ -372,6 +374,12 @@ fn a_start_resumes_from_the_checkpoint_and_applies_later_changes() {
         (serial, mgr.write_checkpoint(false).unwrap())
     };
     assert!(bytes > 0);
+    // the checkpoint covers the change log: pruned (the last sequence number stays known)
+    let store = Store::open(&db_path(dir.path())).unwrap();
+    let log = store.changes_since(0, 100).unwrap();
+    assert_eq!(log.len(), 0, "{log:?}");
+    assert!(store.last_change().unwrap() > 0);
+    drop(store);
     // changes after the checkpoint: a new host, a changed one
     put_host(dir.path(), "b.o-v1.mx.example.", [192, 0, 2, 2]);
     put_host(dir.path(), "a.o-v1.mx.example.", [192, 0, 2, 9]);
