@@ -15,12 +15,36 @@ use hickory_proto::rr::{Name, RecordType};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mxdns");
 
-/// A port free on 127.0.0.1 for both UDP and TCP (bounded tries).
+/// A port free on 127.0.0.1 for both UDP and TCP (bounded tries), chosen below the kernel's
+/// ephemeral range: a port handed out by `bind(:0)` and released again can be taken by any
+/// outgoing connection (a secondary's AXFR, a resolver's query) before the test's own process
+/// binds it. Ports are spread by process id and a counter so parallel tests and test binaries
+/// do not pick the same one.
 pub fn free_port() -> u16 {
-    for _ in 0..200 {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    // the window below the ephemeral range (or above it when the range starts low)
+    let (start, span) = if low > 12000 {
+        (10000, low - 10000)
+    } else {
+        (high + 1, 65535 - high)
+    };
+    let seed = std::process::id().wrapping_mul(2654435761);
+    for _ in 0..500 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (start + (seed.wrapping_add(n.wrapping_mul(7919)) % span)) as u16;
+        let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
         if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            drop(tcp);
             return port;
         }
     }
