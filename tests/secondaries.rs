@@ -1060,7 +1060,11 @@ fn validate_continuously(
             && t0.elapsed() < Duration::from_secs(300)
         {
             for (name, rtype, rcode) in cases {
-                match query_udp(resolver, name, rtype, true, 1232) {
+                // a query Unbound first sent to the stopped secondary may outlast our wait:
+                // asked again once (an answer, never a SERVFAIL, is what counts)
+                let answer = query_udp(resolver, name, rtype, true, 1232)
+                    .or_else(|_| query_udp(resolver, name, rtype, true, 1232));
+                match answer {
                     Ok(m) => {
                         n += 1;
                         let rc = m.metadata.response_code;
@@ -1143,13 +1147,10 @@ fn rollovers_wait_for_every_secondary_and_unbound_validates_through_them() {
     let switched = unix(&nz, "active").unwrap();
     let seen = unix(&nz, "published_fleet").expect("publication seen on the fleet");
     assert!(seen >= unix(&nz, "published").unwrap());
-    assert!(switched >= seen + 2 + 1, "{z:#}");
+    assert!(switched >= seen + 3, "{z:#}");
     let retired_seen = unix(&oz, "retired_fleet").expect("switch seen on the fleet");
     assert!(retired_seen >= switched);
-    assert!(
-        unix(&oz, "removed").unwrap() >= retired_seen + 2 + 1,
-        "{z:#}"
-    );
+    assert!(unix(&oz, "removed").unwrap() >= retired_seen + 3, "{z:#}");
     let (ok, nk) = (by_tag(old_ksk), by_tag(new_ksk));
     assert!(unix(&nk, "ds_submitted").unwrap() >= unix(&nk, "published_fleet").unwrap() + 3);
     let ds_seen = unix(&nk, "ds_fleet").expect("the parent's DS seen on the fleet");
@@ -1251,12 +1252,20 @@ fn rollovers_wait_for_every_secondary_and_unbound_validates_through_them() {
             .any(|l| l.contains("key rollover waits for the fleet") && l.contains("knot1")),
         "warned: {log}"
     );
-    assert!(
-        log.lines().any(|l| l.contains("ERROR")
-            && l.contains("keys.fleet_wait_alarm")
-            && l.contains("knot1")),
-        "an error past the alarm: {log}"
-    );
+    // the scheduler's next check (every second) logs the error
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s
+        .log()
+        .lines()
+        .any(|l| l.contains("ERROR") && l.contains("keys.fleet_wait_alarm") && l.contains("knot1"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no error past the alarm: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 
     // Knot is back: it catches up, the roll goes on, health is fine again
     knot.spawn();
