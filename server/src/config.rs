@@ -426,6 +426,12 @@ pub struct KeysConfig {
     /// Servers of the apex's parent (`host:port`). When every one of them serves the DS of
     /// the apex's incoming KSK, the rollover goes on without the operator's `keys ds-seen`.
     pub parent_servers: Vec<SocketAddr>,
+    /// With `[[secondaries]]`: a key step that has waited this long for a secondary to serve
+    /// it (seconds) is an error (logged at every check, `/v1/health` 503 naming the secondary);
+    /// the roll still waits. Default 3600.
+    pub fleet_wait_alarm: u64,
+    /// How long the fleet check waits for each secondary's SOA answer (ms). Default 3000.
+    pub fleet_timeout_ms: u64,
 }
 
 impl Default for KeysConfig {
@@ -436,6 +442,8 @@ impl Default for KeysConfig {
             check_interval: 60,
             retention: 30 * 86400,
             parent_servers: Vec::new(),
+            fleet_wait_alarm: 3600,
+            fleet_timeout_ms: 3000,
         }
     }
 }
@@ -477,6 +485,7 @@ impl Config {
             },
             publish_safety: o.publish_safety.unwrap_or(t.publish_safety),
             retire_safety: o.retire_safety.unwrap_or(t.retire_safety),
+            fleet: !self.secondaries.is_empty(),
         }
     }
 
@@ -520,6 +529,12 @@ impl Config {
         } else {
             keys::rollover::Parent::Ours
         }
+    }
+
+    /// The parent of `zone` when we serve it (partitions: the apex).
+    pub fn parent_of(&self, zone: &Name) -> Option<Name> {
+        let apex = self.zone_name().ok()?;
+        (apex != *zone && apex.zone_of(zone)).then_some(apex)
     }
 
     /// Every served zone: the apex first, then the partitions.

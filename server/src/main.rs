@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod config;
 mod dns;
+mod fleet;
 mod health;
 mod lifecycle;
 mod serve;

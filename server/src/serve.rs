@@ -337,7 +337,13 @@ async fn roll(mgr: Arc<ZoneManager>, mut stop: watch::Receiver<bool>) {
         "key rollover steps",
         move || {
             let mut store = Store::open(&zonemgr::db_path(&config.data_dir))?;
-            let done = lifecycle::check_all(&config, &mut store, SystemClock.now() as u64)?;
+            let done = lifecycle::check_all_observed(
+                &config,
+                &mut store,
+                SystemClock.now() as u64,
+                &provisioner::service::Actor::system(),
+                &mgr.fleet,
+            )?;
             if !done.is_empty() {
                 mgr.sync()?;
             }

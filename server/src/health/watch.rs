@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
 use hickory_proto::rr::Name;
-use keys::rollover::{self, Action, KeyRole, KeyTimes};
+use keys::rollover::{self, KeyRole, KeyTimes};
 use provisioner::Store;
 
 use super::Health;
@@ -91,10 +91,8 @@ impl Health {
             for role in [KeyRole::Ksk, KeyRole::Zsk] {
                 let plan = rollover::plan(role, &times, now, &policy, parent);
                 // waiting for the parent's DS is the operator's (or the parent's) step
-                is_due |= plan
-                    .actions
-                    .iter()
-                    .any(|a| !matches!(a, Action::WaitForParentDs { .. }));
+                // (the fleet's wait has its own check: `keys.fleet_wait_alarm`)
+                is_due |= plan.actions.iter().any(|a| !a.is_wait());
                 if let Some(t) = plan.next_event() {
                     zone_next = Some(zone_next.map_or(t, |n| n.min(t)));
                 }

@@ -61,8 +61,39 @@ impl ZoneManager {
             // a new ZSK signs: everything signed by the old one is signed again, in chunks
             total += self.refresh_signatures()?;
         }
+        self.record_served_keys()?;
         self.trim_after_bulk(total);
         Ok(total)
+    }
+
+    /// Writes to the store the serial that carries each zone's current key version (and its
+    /// parent's serial, which carries the zone's DS), once the version is published and, after
+    /// a ZSK switch, the zone signed again: what the rollover's fleet check asks every
+    /// secondary to serve (`lifecycle`).
+    fn record_served_keys(&self) -> anyhow::Result<()> {
+        let mut held = self.hold("recording served key versions");
+        let inner = &mut *held;
+        let catalog = self.catalog.load();
+        for idx in 0..inner.zones.len() {
+            let st = &inner.zones[idx];
+            if st.resign_pending || st.served_recorded == Some(st.key_version) {
+                continue;
+            }
+            let Some(serial) = catalog.get(&st.origin).map(|z| z.serial()) else {
+                continue;
+            };
+            let parent_serial = st
+                .parent
+                .as_ref()
+                .and_then(|p| catalog.get(p))
+                .map(|z| z.serial());
+            let (origin, version) = (st.origin.clone(), st.key_version);
+            inner
+                .store
+                .set_served_keys(&origin, version, serial, parent_serial)?;
+            inner.zones[idx].served_recorded = Some(version);
+        }
+        Ok(())
     }
 
     /// A bulk change (an import) leaves freed build memory behind: once 10 000 owners were
@@ -130,6 +161,7 @@ impl ZoneManager {
             let after = st.sets(now);
             tracing::info!(zone = %zone, key_version = version, dnskey = ?after.dnskey.len(), "keys changed");
             let resign = before.zsk_signers != after.zsk_signers;
+            st.resign_pending |= resign;
             *dirty.entry(idx).or_default() |= resign;
             if let Some(p) = st.parent.clone() {
                 if let Some(pi) = inner.zones.iter().position(|z| z.origin == p) {

@@ -75,6 +75,11 @@ struct ZoneState {
     serial_floor: u32,
     /// The serial stored now: serials up to it may be served without writing the store.
     serial_reserved: u32,
+    /// The key version whose serials were last written to the store (`set_served_keys`).
+    served_recorded: Option<i64>,
+    /// The signing ZSK changed and the zone is not yet signed again by the new one: its
+    /// serials do not carry the switch yet.
+    resign_pending: bool,
 }
 
 impl ZoneState {
@@ -121,6 +126,8 @@ pub struct ZoneManager {
     trimmed_at: std::sync::atomic::AtomicU64,
     /// Recent snapshots of every zone (IXFR) and the signal of a new one (NOTIFY).
     pub journal: crate::xfr::Journal,
+    /// What the rollover scheduler last saw waiting for the secondaries (health).
+    pub fleet: crate::fleet::Board,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -203,6 +210,8 @@ impl ZoneManager {
                     .map_or(0, |(_, v)| *v),
                 origin: z,
                 parent,
+                served_recorded: None,
+                resign_pending: false,
             });
         }
         let last_seq = store.last_change()?;
@@ -225,6 +234,7 @@ impl ZoneManager {
             untrimmed: Default::default(),
             trimmed_at: Default::default(),
             journal: crate::xfr::Journal::new(config_ixfr.max_bytes, config_ixfr.max_age),
+            fleet: crate::fleet::Board::default(),
         };
         let t0 = std::time::Instant::now();
         let mut mgr = mgr;

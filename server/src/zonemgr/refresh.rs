@@ -15,7 +15,15 @@ impl ZoneManager {
     pub fn refresh_signatures(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let mut total = 0;
-        let zones = self.hold("listing the zones").zones.len();
+        // the zones waiting for a ZSK switch's re-signing when this pass starts: signed by
+        // the new key once it ends
+        let (zones, switched): (usize, Vec<usize>) = {
+            let held = self.hold("listing the zones");
+            let switched = (0..held.zones.len())
+                .filter(|i| held.zones[*i].resign_pending)
+                .collect();
+            (held.zones.len(), switched)
+        };
         for idx in 0..zones {
             let (origin, horizon, ksk, zsk) = {
                 let held = self.hold("finding the signing keys");
@@ -53,6 +61,12 @@ impl ZoneManager {
                 self.commit(&mut held, idx, &current, changes)?;
             }
             self.note_expiry(idx, &origin);
+        }
+        {
+            let mut held = self.hold("re-signing done");
+            for idx in switched {
+                held.zones[idx].resign_pending = false;
+            }
         }
         self.progress.set_refreshed();
         Ok(total)
