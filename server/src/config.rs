@@ -97,6 +97,17 @@ pub struct Config {
     pub api: ApiConfig,
     /// Unverified domain claims one tenant may hold at once.
     pub max_claims_per_tenant: usize,
+    /// Prometheus metrics (`[metrics]`).
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: where Prometheus scrapes. `GET /metrics` on the API needs the admin token;
+/// `listen` adds an address that serves `/metrics` alone with no token (bind it to loopback
+/// or a monitoring network), so that the scraper never holds an admin token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 /// Thresholds of `GET /v1/health` (seconds unless said otherwise).
@@ -314,6 +325,7 @@ impl Default for Config {
             status_allow_addresses: Vec::new(),
             api: ApiConfig::default(),
             max_claims_per_tenant: 1000,
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -191,6 +191,25 @@ async fn run(
             }),
         );
     }
+    if let Some(addr) = config.metrics.listen {
+        let l = Arc::new(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the metrics listener {addr}"))?,
+        );
+        l.set_nonblocking(true)?;
+        tracing::info!(%addr, "metrics listening (GET /metrics, no token)");
+        let (stop, app) = (stop_rx.clone(), app.clone());
+        task(
+            "metrics",
+            Box::new(move || {
+                let l = l
+                    .try_clone()
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .expect("metrics listener");
+                Box::pin(api::serve_metrics(l, app.clone(), stop.clone()))
+            }),
+        );
+    }
     let jobs: [(&str, Job); 4] = [
         ("follower", |m, s| Box::pin(follow(m, s))),
         ("refresher", |m, s| Box::pin(refresh(m, s))),
