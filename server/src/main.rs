@@ -5,6 +5,7 @@ mod api;
 mod cli;
 mod config;
 mod dns;
+mod export;
 mod health;
 mod lifecycle;
 mod metrics;
@@ -81,5 +82,10 @@ fn main() -> anyhow::Result<()> {
         Command::Audit { after, limit } => provision_cmd(config, Provision::Audit { after, limit }),
         Command::Tsig { cmd } => cli::secondary::tsig_cmd(config, cmd, tsig_algorithm),
         Command::Secondary { cmd } => cli::secondary::secondary_cmd(config, cmd),
+        Command::Zone {
+            cmd: cli::ZoneCmd::Export { zone, output, api },
+        } => cli::ops::zone_export(&config, &zone, api, output.as_deref()),
+        Command::Backup { dest } => cli::ops::backup(&config, &dest),
+        Command::Restore { src, force } => cli::ops::restore(&config, &src, force),
     }
 }

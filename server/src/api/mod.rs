@@ -8,7 +8,7 @@
 //!
 //! Rooms: `domains` (tenants, accepted domains and their proof, the cmdlets, the bulk import),
 //! `partitions` (inbound addresses, fleet certificates), `keys` (the key lifecycle, admin),
-//! `tokens`, `audit`, `openapi`; `auth`, `limits`, `listener`.
+//! `tokens`, `audit`, `zones` (export), `openapi`; `auth`, `limits`, `listener`.
 
 mod audit;
 mod auth;
@@ -19,6 +19,7 @@ mod listener;
 mod openapi;
 mod partitions;
 mod tokens;
+mod zones;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ use keys::*;
 use openapi::openapi;
 use partitions::*;
 use tokens::*;
+use zones::*;
 
 #[derive(Clone)]
 pub struct App {
@@ -92,6 +94,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/zones/{zone}/keys/ds-seen", post(keys_ds_seen))
         .route("/v1/audit", get(audit_page))
         .route("/metrics", get(metrics))
+        .route("/v1/zones/{zone}/export", get(zone_export))
         .route_layer(from_fn(auth::admin_only));
     let authenticated = Router::new()
         .route("/v1/tenants/{tenant}/domains", post(add_domain))
