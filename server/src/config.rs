@@ -99,6 +99,19 @@ pub struct Config {
     pub max_claims_per_tenant: usize,
     /// Prometheus metrics (`[metrics]`).
     pub metrics: MetricsConfig,
+    /// Log filter, e.g. "info" or "info,mxdns=debug" (tracing's EnvFilter syntax; `MXDNS_LOG`
+    /// wins). SIGHUP applies a new value. Default "info,hickory_server=warn".
+    pub log_level: Option<String>,
+    /// "text" (default) or "json" (one JSON object per line).
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[metrics]`: where Prometheus scrapes. `GET /metrics` on the API needs the admin token;
@@ -326,6 +339,8 @@ impl Default for Config {
             api: ApiConfig::default(),
             max_claims_per_tenant: 1000,
             metrics: MetricsConfig::default(),
+            log_level: None,
+            log_format: LogFormat::Text,
         }
     }
 }
