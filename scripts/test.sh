@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): installs the independent DNS tools the tests use as
 # judges (Unbound, BIND's delv, ldns, Knot's kdig, NSD and Knot DNS as secondaries) and openssl
-# (test certificates, an MTA-STS HTTPS server), then runs the whole test suite.
+# (test certificates, an MTA-STS HTTPS server) and Prometheus (scrapes /metrics), then runs the
+# whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils nsd:nsd knotd:knot openssl:openssl; do
+for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils nsd:nsd knotd:knot openssl:openssl prometheus:prometheus promtool:prometheus systemd-analyze:systemd; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -26,7 +27,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   [ "$made_policy" = 1 ] && rm -f "$policy"
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now nsd knot unbound >/dev/null 2>&1 || true
+    systemctl disable --now nsd knot unbound prometheus >/dev/null 2>&1 || true
   fi
 fi
 # The tests never use port 53 nor a packaged daemon: every Unbound, NSD and Knot they need is

@@ -304,6 +304,37 @@ impl Store {
         Self::open_with_timeout(path, Duration::from_secs(10))
     }
 
+    /// A consistent copy of the whole database at `dest` (mode 0600), made while other
+    /// connections (a running server) read and write: SQLite's online backup, all pages in one
+    /// step, so the copy is one read transaction's snapshot (WAL: writers go on meanwhile).
+    /// `dest` must not exist.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            return Err(StoreError::Data(format!(
+                "{} exists already",
+                dest.display()
+            )));
+        }
+        create_private(dest)?;
+        let mut dst = Connection::open(dest)?;
+        {
+            let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)?;
+            match b.step(-1)? {
+                rusqlite::backup::StepResult::Done => {}
+                other => {
+                    return Err(StoreError::Data(format!(
+                        "the backup did not complete ({other:?}); try again"
+                    )))
+                }
+            }
+        }
+        // a self-contained file: no -wal beside it
+        dst.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(dst);
+        make_private(dest)?;
+        Ok(())
+    }
+
     /// Opens with a given busy timeout (how long a write waits for another writer).
     pub fn open_with_timeout(path: &Path, busy: Duration) -> Result<Self> {
         create_private(path)?;

@@ -97,6 +97,30 @@ pub struct Config {
     pub api: ApiConfig,
     /// Unverified domain claims one tenant may hold at once.
     pub max_claims_per_tenant: usize,
+    /// Prometheus metrics (`[metrics]`).
+    pub metrics: MetricsConfig,
+    /// Log filter, e.g. "info" or "info,mxdns=debug" (tracing's EnvFilter syntax; `MXDNS_LOG`
+    /// wins). SIGHUP applies a new value. Default "info,hickory_server=warn".
+    pub log_level: Option<String>,
+    /// "text" (default) or "json" (one JSON object per line).
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[metrics]`: where Prometheus scrapes. `GET /metrics` on the API needs the admin token;
+/// `listen` adds an address that serves `/metrics` alone with no token (bind it to loopback
+/// or a monitoring network), so that the scraper never holds an admin token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 /// Thresholds of `GET /v1/health` (seconds unless said otherwise).
@@ -314,6 +338,9 @@ impl Default for Config {
             status_allow_addresses: Vec::new(),
             api: ApiConfig::default(),
             max_claims_per_tenant: 1000,
+            metrics: MetricsConfig::default(),
+            log_level: None,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -7,6 +7,7 @@ use zones::wire::{parse_query, ResponseWriter};
 use zones::zone::KEY_MAX;
 
 use super::{build_sections, DnsHandler};
+use crate::metrics::dns::Transport;
 
 impl DnsHandler {
     /// The UDP fast path: answers a query of the common shape (see [`parse_query`]) straight
@@ -48,7 +49,9 @@ impl DnsHandler {
             }
             Some(first) => first,
             None => {
-                w.finish(u16::from(ResponseCode::Refused), false, false);
+                let rcode = u16::from(ResponseCode::Refused);
+                crate::metrics::dns::query(Transport::Udp, rcode, q.qtype, false);
+                w.finish(rcode, false, false);
                 return true;
             }
         };
@@ -70,7 +73,9 @@ impl DnsHandler {
         if tc {
             w.clear_additional();
         }
-        w.finish(u16::from(s.rcode), s.aa, tc);
+        let rcode = u16::from(s.rcode);
+        crate::metrics::dns::query(Transport::Udp, rcode, q.qtype, tc);
+        w.finish(rcode, s.aa, tc);
         true
     }
 }

@@ -145,7 +145,35 @@ pub(crate) fn error_info(request: &Request, rcode: ResponseCode) -> ResponseInfo
 
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
+    /// The general path (TCP, and UDP queries the fast path leaves): answers, then counts the
+    /// answer (metrics).
     async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
+        let info = self.handle_general(request, handle).await;
+        let transport = match request.protocol() {
+            hickory_server::net::xfer::Protocol::Udp => crate::metrics::dns::Transport::Udp,
+            _ => crate::metrics::dns::Transport::Tcp,
+        };
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(0, |q| u16::from(q.query_type()));
+        crate::metrics::dns::query(
+            transport,
+            u16::from(info.response_code),
+            qtype,
+            info.truncation,
+        );
+        info
+    }
+}
+
+impl DnsHandler {
+    async fn handle_general<R: ResponseHandler>(
         &self,
         request: &Request,
         mut handle: R,

@@ -52,6 +52,18 @@ struct Observed {
     key_due_zone: Mutex<String>,
     /// The last observation failed (its error).
     error: Mutex<Option<String>>,
+    /// Per zone, at the last look at the key schedule: its keys and next step (metrics).
+    zone_keys: Mutex<Vec<ZoneKeys>>,
+}
+
+/// A zone's keys as the observer last saw them (once a minute).
+#[derive(Debug, Clone, Default)]
+pub struct ZoneKeys {
+    pub zone: String,
+    /// The next scheduled key step (unix seconds).
+    pub next: Option<u64>,
+    /// (role, state) of each key.
+    pub keys: Vec<(&'static str, &'static str)>,
 }
 
 /// Health of one server: the zone manager, the supervised tasks and what the observer saw.
@@ -81,6 +93,15 @@ impl Health {
             dns_listening: AtomicBool::new(false),
             watch: Mutex::new(watch::Watch::default()),
         }
+    }
+
+    /// Per zone, its keys and next key step at the observer's last look (metrics).
+    pub fn zone_keys(&self) -> Vec<ZoneKeys> {
+        self.observed
+            .zone_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_dns_listening(&self) {

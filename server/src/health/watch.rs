@@ -82,6 +82,7 @@ impl Health {
         let config = self.mgr.config();
         let now = self.mgr.now() as u64;
         let (mut next, mut due): (Option<u64>, Option<(u64, Name)>) = (None, None);
+        let mut zone_keys = Vec::new();
         for zone in config.all_zones()? {
             let rows = store.keys(&zone)?;
             let policy = config.key_policy(&zone, store.max_ttl(&zone)?);
@@ -114,8 +115,23 @@ impl Health {
             if let Some(t) = zone_next {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
+            zone_keys.push(super::ZoneKeys {
+                zone: zone.to_ascii(),
+                next: zone_next,
+                keys: rows
+                    .iter()
+                    .zip(&times)
+                    .map(|(r, t)| {
+                        (
+                            lifecycle::role_of(r).as_str(),
+                            t.state(now, &policy).as_str(),
+                        )
+                    })
+                    .collect(),
+            });
         }
         let obs = &self.observed;
+        *obs.zone_keys.lock().unwrap_or_else(PoisonError::into_inner) = zone_keys;
         obs.key_next.store(next.unwrap_or(0), Ordering::Release);
         if let Some((_, zone)) = &due {
             *obs.key_due_zone

@@ -10,6 +10,8 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
+use crate::metrics::{CountingSigner, SignReason};
+
 use super::{release_free_memory, Catalog, ZoneManager, ZoneState};
 
 impl ZoneManager {
@@ -22,7 +24,11 @@ impl ZoneManager {
         for i in 0..inner.zones.len() {
             let serial = self.take_serial(inner, i, 0)?;
             let st = &inner.zones[i];
-            let signer = self.signer(st, now);
+            let keys = self.signer(st, now);
+            let signer = CountingSigner {
+                inner: &keys,
+                reason: SignReason::Build,
+            };
             let t0 = std::time::Instant::now();
             let zone = Zone::new(
                 st.origin.clone(),

@@ -8,6 +8,8 @@ use anyhow::anyhow;
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
+use crate::metrics::{CountingSigner, SignReason};
+
 use super::{
     load_keys, release_free_memory, Inner, ZoneManager, SYNC_BATCH_MAX, SYNC_BATCH_MIN, SYNC_STEP,
 };
@@ -59,7 +61,7 @@ impl ZoneManager {
         total += zones;
         if resign {
             // a new ZSK signs: everything signed by the old one is signed again, in chunks
-            total += self.refresh_signatures()?;
+            total += self.refresh_signatures_for(SignReason::Rollover)?;
         }
         self.record_served_keys()?;
         self.trim_after_bulk(total);
@@ -205,7 +207,7 @@ impl ZoneManager {
         }
         // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
         changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
-        self.commit(inner, idx, &current, changes)
+        self.commit(inner, idx, &current, changes, SignReason::Rollover)
     }
 
     /// Brings `owners` of `zone_name` in step with `stored`, what the store holds at them.
@@ -265,7 +267,7 @@ impl ZoneManager {
         if changes.is_empty() {
             return Ok(());
         }
-        self.commit(inner, idx, &current, changes)
+        self.commit(inner, idx, &current, changes, SignReason::Change)
     }
 
     /// Applies changes plus a new SOA to zone `idx`, stores the serial, publishes the snapshot.
@@ -275,6 +277,7 @@ impl ZoneManager {
         idx: usize,
         current: &Zone,
         mut changes: Vec<Change>,
+        reason: SignReason,
     ) -> anyhow::Result<()> {
         // never below what was served before (a checkpoint may be older than the last serial)
         let serial = self.take_serial(inner, idx, current.serial())?;
@@ -287,7 +290,11 @@ impl ZoneManager {
             )
             .expect("soa"),
         ));
-        let signer = self.signer(st, self.clock.now());
+        let keys = self.signer(st, self.clock.now());
+        let signer = CountingSigner {
+            inner: &keys,
+            reason,
+        };
         let new = current.apply(changes, &signer)?;
         self.publish(Arc::new(new));
         Ok(())
