@@ -170,6 +170,26 @@ const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT '{}'
      );",
+    // 6 (branch dane; the lead renumbers at merge): the certificate lifecycle. A fleet
+    // certificate may be `previous` (promoted away from, still published until retired), and
+    // each row knows when its TLSA record was first published (the promotion wait).
+    "CREATE TABLE partition_certs_v6 (
+        partition TEXT NOT NULL REFERENCES partitions(name),
+        role TEXT NOT NULL CHECK (role IN ('current', 'next', 'previous', 'issuer')),
+        position INTEGER NOT NULL,
+        pem TEXT NOT NULL,
+        usage INTEGER NOT NULL,
+        selector INTEGER NOT NULL,
+        matching INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        not_after INTEGER NOT NULL,
+        published_at INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (partition, role, position)
+     );
+     INSERT INTO partition_certs_v6(partition, role, position, pem, usage, selector, matching, data, not_after)
+        SELECT partition, role, position, pem, usage, selector, matching, data, not_after FROM partition_certs;
+     DROP TABLE partition_certs;
+     ALTER TABLE partition_certs_v6 RENAME TO partition_certs;",
 ];
 
 /// A stored key's metadata.

@@ -97,6 +97,31 @@ pub struct Config {
     pub api: ApiConfig,
     /// Unverified domain claims one tenant may hold at once.
     pub max_claims_per_tenant: usize,
+    /// The DANE validation test (`[dane]`): `mxdns check dane`, `GET /v1/domains/{d}/dane-check`.
+    pub dane: DaneConfig,
+}
+
+/// `[dane]`: how the DANE validation test connects. DNS goes through `status_resolver`; the
+/// API connects only to addresses `status_allow_addresses` allows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaneConfig {
+    /// SMTP port connected to. Default 25 (TLSA is always looked up at `_25._tcp`).
+    pub smtp_port: u16,
+    /// Timeout of each DNS query and each SMTP step (ms). Default 5000.
+    pub timeout_ms: u64,
+    /// The EHLO name. Default `dane-check.<zone>`.
+    pub helo_name: Option<String>,
+}
+
+impl Default for DaneConfig {
+    fn default() -> Self {
+        Self {
+            smtp_port: 25,
+            timeout_ms: 5_000,
+            helo_name: None,
+        }
+    }
 }
 
 /// Thresholds of `GET /v1/health` (seconds unless said otherwise).
@@ -314,6 +339,7 @@ impl Default for Config {
             status_allow_addresses: Vec::new(),
             api: ApiConfig::default(),
             max_claims_per_tenant: 1000,
+            dane: DaneConfig::default(),
         }
     }
 }
@@ -659,6 +685,26 @@ impl Config {
             provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
                 .unwrap_or_default(),
         )
+    }
+
+    /// The DANE validation test's settings; `api`: only addresses the outbound policy allows.
+    pub fn dane_settings(&self, api: bool) -> provisioner::dane::Settings {
+        let zone = self.zone.trim_end_matches('.');
+        provisioner::dane::Settings {
+            resolver: self.status_resolver,
+            timeout: std::time::Duration::from_millis(self.dane.timeout_ms.max(1)),
+            smtp_port: self.dane.smtp_port,
+            helo: self
+                .dane
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| format!("dane-check.{zone}")),
+            addresses: api.then(|| {
+                // checked by `validate`
+                provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
+                    .unwrap_or_default()
+            }),
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -80,5 +80,6 @@ fn main() -> anyhow::Result<()> {
         Command::Audit { after, limit } => provision_cmd(config, Provision::Audit { after, limit }),
         Command::Tsig { cmd } => cli::secondary::tsig_cmd(config, cmd, tsig_algorithm),
         Command::Secondary { cmd } => cli::secondary::secondary_cmd(config, cmd),
+        Command::Check { cmd } => cli::check::check_cmd(config, cmd),
     }
 }

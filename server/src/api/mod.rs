@@ -101,6 +101,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/domains/{domain}/dnssec/disable", post(dnssec_disable))
         .route("/v1/domains/{domain}/smtp-dane/enable", post(dane_enable))
         .route("/v1/domains/{domain}/smtp-dane/disable", post(dane_disable))
+        .route("/v1/domains/{domain}/dane-check", get(dane_check))
         .route("/v1/tokens", get(tokens_list).post(token_create))
         .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
         .merge(admin)

@@ -10,6 +10,7 @@ use hickory_proto::rr::Name;
 
 use crate::config::Config;
 
+pub mod check;
 pub mod host;
 pub mod keys;
 pub mod provision;
@@ -115,6 +116,11 @@ pub enum Command {
     Secondary {
         #[command(subcommand)]
         cmd: SecondaryCmd,
+    },
+    /// Tests as a sender: `check dane DOMAIN` (the DANE validation test).
+    Check {
+        #[command(subcommand)]
+        cmd: check::CheckCmd,
     },
 }
 
