@@ -957,3 +957,321 @@ fn submit(host: &str, from: &str, to: &str) {
         expect(code);
     }
 }
+
+impl Postfix {
+    /// `postfix reload`: new smtpd processes read the configuration and certificates again.
+    fn reload(&self) {
+        let st = Command::new(which("postfix"))
+            .arg("-c")
+            .arg(self.dir.path())
+            .arg("reload")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+/// The SPKI SHA-256 the endpoint presents now (by our own probe, as the check sees it).
+fn presented(u: &str) -> String {
+    let (_, v) = check(&["contoso.test", "--mx", GOOD_HOST, "--resolver", u]);
+    first_address(&v)["certificates"]["chain"][0]["spkiSha256"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Stage → promote too early (refused, saying when) → promote after the wait → switch the
+/// endpoint → retire (refused while the endpoint still presents the old certificate), with two
+/// DANE senders (`mxdns check dane` and `posttls-finger`) connecting to the endpoint all along
+/// through a validating Unbound: no failed verification at any point. Then the counter-check:
+/// an endpoint switched to a certificate that was never staged fails at once.
+#[test]
+fn certificate_lifecycle_never_fails_a_sender() {
+    enter_netns();
+    let certs = tempfile::tempdir().unwrap();
+    let c = certs.path();
+    set_mode(c, 0o755);
+    let (a_pem, a_spki) = make_cert(c, "a", 30);
+    let (b_pem, b_spki) = make_cert(c, "b", 60);
+    make_cert(c, "rogue", 60);
+    for f in ["a", "b", "rogue"] {
+        set_mode(&c.join(format!("{f}.key")), 0o644);
+    }
+    let endpoint = c.join("endpoint.pem");
+    let present = |name: &str| {
+        let both = format!(
+            "{}{}",
+            std::fs::read_to_string(c.join(format!("{name}.key"))).unwrap(),
+            std::fs::read_to_string(c.join(format!("{name}.pem"))).unwrap()
+        );
+        let tmp = c.join("endpoint.tmp");
+        std::fs::write(&tmp, both).unwrap();
+        set_mode(&tmp, 0o644);
+        std::fs::rename(&tmp, &endpoint).unwrap();
+    };
+    present("a");
+    // TLSA TTL 2 s, propagation delay 1 s: a promotion waits 3 s
+    let config = "inbound_addresses = [\"127.0.0.2\"]\nstatus_resolver = \"127.0.0.1:53\"\n\
+                  status_allow_addresses = [\"127.0.0.0/8\"]\nhost_ttl = 2\n\
+                  [dane]\ntimeout_ms = 5000\npropagation_delay = 1\nexpiry_warning_days = 45\n\
+                  [dane.endpoints]\no-v1 = [\"127.0.0.2:25\"]\n";
+    let s = Server::start(config);
+    let admin = s.admin_token();
+    let (_, v) = http(
+        s.api,
+        "POST",
+        "/v1/tenants",
+        Some(&admin),
+        Some(&json!({"name": "c"})),
+    );
+    let (tenant, token) = (
+        v["tenantId"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    );
+    let (st, v) = http(
+        s.api,
+        "PUT",
+        "/v1/partitions/o-v1",
+        Some(&admin),
+        Some(&json!({"addresses": ["127.0.0.2"], "hostTtl": 2})),
+    );
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = http(
+        s.api,
+        "PUT",
+        "/v1/partitions/o-v1/certificates",
+        Some(&admin),
+        Some(&json!({"current": a_pem})),
+    );
+    assert_eq!(st, 200, "{v}");
+    http(
+        s.api,
+        "POST",
+        &format!("/v1/tenants/{tenant}/domains"),
+        Some(&admin),
+        Some(&json!({"domain": "contoso.test", "verified": true})),
+    );
+    for path in ["dnssec/enable", "smtp-dane/enable"] {
+        let (st, v) = http(
+            s.api,
+            "POST",
+            &format!("/v1/domains/contoso.test/{path}"),
+            Some(&token),
+            None,
+        );
+        assert_eq!(st, 200, "{v}");
+    }
+    // the current certificate expires in 30 days, within the 45 of the warning, none staged
+    let (st, v) = http(
+        s.api,
+        "GET",
+        "/v1/partitions/o-v1/lifecycle",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["lifecycle"]["state"], "current");
+    let warning = v["lifecycle"]["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(warning.contains("no next certificate is staged"), "{v:#}");
+
+    let ds = s.cmd(&["keys", "ds"]);
+    let u = Unbound::start_with(&s, &ds, "", 53);
+    let ua = u.addr.to_string();
+    let resolv = resolv_conf(c);
+    let sink = Postfix::start(
+        &format!(
+            "myhostname = sink.test\ndefault_transport = discard:sink\nrelay_transport = discard:sink\n\
+             smtpd_tls_security_level = may\nsmtpd_tls_chain_files = {}\n",
+            endpoint.display()
+        ),
+        &["127.0.0.2:25 inet n - n - - smtpd".to_string()],
+        &["127.0.0.2"],
+        &resolv,
+    );
+    assert_eq!(presented(&ua), a_spki);
+
+    // the senders, all along
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let senders = {
+        let (stop, seen, ua, resolv) = (stop.clone(), seen.clone(), ua.clone(), resolv.clone());
+        std::thread::spawn(move || {
+            // the thread starts in the test's namespace (threads share the creator's)
+            while !stop.load(Ordering::Relaxed) {
+                let (code, v) = check(&["contoso.test", "--mx", GOOD_HOST, "--resolver", &ua]);
+                let spki = first_address(&v)["certificates"]["chain"][0]["spkiSha256"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let verdict = format!("{code} {}", v["verdict"]);
+                seen.lock()
+                    .unwrap()
+                    .push((format!("check {verdict}"), spki));
+                let out = posttls_finger(&format!("[{GOOD_HOST}]"), &resolv);
+                let ok = out.contains("Verified TLS connection established");
+                seen.lock()
+                    .unwrap()
+                    .push((format!("posttls-finger verified={ok}"), out));
+            }
+        })
+    };
+    let wait_checks = |n: usize| {
+        let start = seen.lock().unwrap().len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while seen.lock().unwrap().len() < start + n {
+            assert!(Instant::now() < deadline, "the senders stopped");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_checks(4);
+
+    // stage B: published beside A
+    let (st, v) = http(
+        s.api,
+        "POST",
+        "/v1/partitions/o-v1/certificates/next",
+        Some(&admin),
+        Some(&json!({"certificate": b_pem})),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["lifecycle"]["state"], "staged");
+    assert!(
+        v["lifecycle"]["warnings"].as_array().unwrap().is_empty(),
+        "{v:#}"
+    );
+    let promotable_at = v["lifecycle"]["promotableAt"].as_i64().unwrap();
+    let m = s.wait_for(
+        &format!("_25._tcp.{GOOD_HOST}."),
+        RecordType::TLSA,
+        10,
+        |m| tlsa_data(m).len() == 2,
+    );
+    let mut both = vec![a_spki.clone(), b_spki.clone()];
+    both.sort();
+    assert_eq!(tlsa_data(&m), both);
+
+    // too early: refused, saying from when
+    let (st, v) = http(
+        s.api,
+        "POST",
+        "/v1/partitions/o-v1/certificates/promote",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(v["errorData"]["errorCode"], "PromotionTooEarly", "{v}");
+    let details = v["errorData"]["errorDetails"].as_str().unwrap().to_string();
+    assert!(details.contains("promote it from"), "{details}");
+    assert!(
+        details.contains("TLSA TTL 2 s + propagation delay 1 s"),
+        "{details}"
+    );
+
+    // after the wait (the server's clock: its own promotableAt)
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while now() <= promotable_at {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_checks(2);
+    let (st, v) = http(
+        s.api,
+        "POST",
+        "/v1/partitions/o-v1/certificates/promote",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["lifecycle"]["state"], "promoted");
+
+    // retiring A while the endpoint still presents it: refused (the probe saw it)
+    let (st, v) = http(
+        s.api,
+        "POST",
+        "/v1/partitions/o-v1/certificates/retire",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(
+        v["errorData"]["errorCode"], "CertificateStillPresented",
+        "{v}"
+    );
+    assert!(v.to_string().contains("127.0.0.2:25"), "{v}");
+
+    // the endpoint switches to B at the promotion
+    present("b");
+    sink.reload();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while presented(&ua) != b_spki {
+        assert!(Instant::now() < deadline, "the endpoint does not present b");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_checks(4);
+    let (st, v) = http(
+        s.api,
+        "POST",
+        "/v1/partitions/o-v1/certificates/retire",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["lifecycle"]["state"], "current");
+    s.wait_for(
+        &format!("_25._tcp.{GOOD_HOST}."),
+        RecordType::TLSA,
+        10,
+        |m| tlsa_data(m) == vec![b_spki.clone()],
+    );
+    // past the old RRset's TTL, still verified
+    std::thread::sleep(Duration::from_secs(3));
+    wait_checks(4);
+    stop.store(true, Ordering::Relaxed);
+    senders.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let checks: Vec<_> = seen
+        .iter()
+        .filter(|(w, _)| w.starts_with("check"))
+        .collect();
+    let fingers: Vec<_> = seen
+        .iter()
+        .filter(|(w, _)| w.starts_with("posttls"))
+        .collect();
+    assert!(checks.len() >= 8 && fingers.len() >= 8, "{seen:?}");
+    for (what, detail) in &seen {
+        assert!(
+            what == "check 0 \"success\"" || what == "posttls-finger verified=true",
+            "a sender failed: {what}: {detail}"
+        );
+    }
+    // both certificates were seen by the senders
+    assert!(checks.iter().any(|(_, spki)| *spki == a_spki));
+    assert!(checks.iter().any(|(_, spki)| *spki == b_spki));
+
+    // the counter-check: a certificate never staged fails at once
+    present("rogue");
+    sink.reload();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, v) = check(&["contoso.test", "--mx", GOOD_HOST, "--resolver", &ua]);
+        if v["code"] == "4.7.323" {
+            assert_eq!(code, 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = posttls_finger(&format!("[{GOOD_HOST}]"), &resolv);
+    assert!(!out.contains("Verified TLS"), "{out}");
+}

@@ -112,6 +112,15 @@ pub struct DaneConfig {
     pub timeout_ms: u64,
     /// The EHLO name. Default `dane-check.<zone>`.
     pub helo_name: Option<String>,
+    /// Certificate lifecycle: seconds for a TLSA change to reach every name server, added to
+    /// the TLSA TTL before a staged certificate may be promoted. Default 300.
+    pub propagation_delay: u64,
+    /// Warn when a partition's current certificate expires within this many days and no
+    /// next one is staged. Default 30.
+    pub expiry_warning_days: u32,
+    /// The SMTP endpoints that serve each partition (`[dane.endpoints] o-v1 =
+    /// ["192.0.2.25:25"]`): what retiring a certificate checks no longer presents it.
+    pub endpoints: std::collections::BTreeMap<String, Vec<SocketAddr>>,
 }
 
 impl Default for DaneConfig {
@@ -120,6 +129,9 @@ impl Default for DaneConfig {
             smtp_port: 25,
             timeout_ms: 5_000,
             helo_name: None,
+            propagation_delay: 300,
+            expiry_warning_days: 30,
+            endpoints: Default::default(),
         }
     }
 }
@@ -685,6 +697,43 @@ impl Config {
             provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
                 .unwrap_or_default(),
         )
+    }
+
+    pub fn lifecycle_settings(&self) -> provisioner::service::LifecycleSettings {
+        provisioner::service::LifecycleSettings {
+            propagation_delay: self.dane.propagation_delay,
+            expiry_warning_days: self.dane.expiry_warning_days,
+        }
+    }
+
+    /// Which configured endpoints of `partition` present the certificate whose SPKI SHA-256
+    /// is `spki` (or could not be probed: they count as presenting it); None without
+    /// endpoints. Blocking (SMTP with the DANE test's timeouts).
+    pub fn endpoints_presenting(&self, partition: &str, spki: &[u8]) -> Option<Vec<String>> {
+        let endpoints = self
+            .dane
+            .endpoints
+            .get(partition)
+            .filter(|e| !e.is_empty())?;
+        let s = self.dane_settings(false);
+        let sni = format!("{partition}.{}", self.zone.trim_end_matches('.'));
+        let mut out = Vec::new();
+        for e in endpoints {
+            let session = provisioner::dane::smtp::probe(*e, &sni, &s.helo, s.timeout);
+            let leaf = session
+                .chain
+                .first()
+                .and_then(|d| provisioner::certs::describe_der(d).ok());
+            match leaf {
+                Some(i) if i.spki_sha256[..] != *spki => {}
+                Some(_) => out.push(format!("{e}")),
+                None => out.push(format!(
+                    "{e} (not probed: {})",
+                    session.failure.unwrap_or_else(|| "no certificate".into())
+                )),
+            }
+        }
+        Some(out)
     }
 
     /// The DANE validation test's settings; `api`: only addresses the outbound policy allows.

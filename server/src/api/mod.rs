@@ -81,6 +81,19 @@ pub fn router(app: App) -> Router {
             "/v1/partitions/{partition}/certificates",
             put(certificates_put).layer(DefaultBodyLimit::max(cfg.certificates_body_limit)),
         )
+        .route("/v1/partitions/{partition}/lifecycle", get(lifecycle_get))
+        .route(
+            "/v1/partitions/{partition}/certificates/next",
+            post(lifecycle_stage).layer(DefaultBodyLimit::max(cfg.certificates_body_limit)),
+        )
+        .route(
+            "/v1/partitions/{partition}/certificates/promote",
+            post(lifecycle_promote),
+        )
+        .route(
+            "/v1/partitions/{partition}/certificates/retire",
+            post(lifecycle_retire),
+        )
         .route(
             "/v1/import",
             post(import).layer(DefaultBodyLimit::max(cfg.import_body_limit)),
