@@ -1015,7 +1015,7 @@ fn certificate_lifecycle_never_fails_a_sender() {
     // TLSA TTL 2 s, propagation delay 1 s: a promotion waits 3 s
     let config = "inbound_addresses = [\"127.0.0.2\"]\nstatus_resolver = \"127.0.0.1:53\"\n\
                   status_allow_addresses = [\"127.0.0.0/8\"]\nhost_ttl = 2\n\
-                  [dane]\ntimeout_ms = 5000\npropagation_delay = 1\nexpiry_warning_days = 45\n\
+                  [dane]\ntimeout_ms = 5000\npropagation_delay = 1\nexpiry_warning_days = 45\nprobe_interval = 1\n\
                   [dane.endpoints]\no-v1 = [\"127.0.0.2:25\"]\n";
     let s = Server::start(config);
     let admin = s.admin_token();
@@ -1094,6 +1094,39 @@ fn certificate_lifecycle_never_fails_a_sender() {
         &resolv,
     );
     assert_eq!(presented(&ua), a_spki);
+    // the server's own probe of its endpoint sees A, matching the published TLSA; healthy
+    let probed = |s: &Server| {
+        let (_, v) = http(
+            s.api,
+            "GET",
+            "/v1/partitions/o-v1/lifecycle",
+            Some(&admin),
+            None,
+        );
+        v["endpoints"][0].clone()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = probed(&s);
+        let (st, h) = http(s.api, "GET", "/v1/health", None, None);
+        if e["spkiSha256"] == a_spki.as_str() && st == 200 {
+            assert_eq!(e["matchesTlsa"], true, "{e:#}");
+            assert_eq!(e["endpoint"], "127.0.0.2:25");
+            assert_eq!(e["daysToExpiry"], 29, "{e:#}");
+            assert_eq!(h["daneEndpoints"][0]["matchesTlsa"], true, "{h:#}");
+            // 29 days left < the 45 of expiry_warning_days
+            assert!(
+                h["warnings"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("expires in 29 days"),
+                "{h:#}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{e:#} {h:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // the senders, all along
     let stop = Arc::new(AtomicBool::new(false));
@@ -1274,4 +1307,24 @@ fn certificate_lifecycle_never_fails_a_sender() {
     }
     let out = posttls_finger(&format!("[{GOOD_HOST}]"), &resolv);
     assert!(!out.contains("Verified TLS"), "{out}");
+    // ... and the server's probe reports it: partition status and health (503)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e = probed(&s);
+        let (st, h) = http(s.api, "GET", "/v1/health", None, None);
+        if e["matchesTlsa"] == false && st == 503 {
+            assert!(
+                h["problems"]
+                    .to_string()
+                    .contains("endpoint 127.0.0.2:25 of o-v1 presents a certificate"),
+                "{h:#}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{e:#} {h:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(s
+        .log()
+        .contains("endpoint presents a certificate no published TLSA record authenticates"));
 }

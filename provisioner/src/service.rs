@@ -709,6 +709,15 @@ impl Provisioner {
         Ok(rows.iter().map(TlsaView::of).collect())
     }
 
+    /// The TLSA records a partition publishes now (the server's own endpoint probes).
+    pub fn partition_tlsa(&self, partition: &str) -> Result<Vec<TLSA>, ApiError> {
+        self.known_partition(partition)?;
+        let store = self.lock_store();
+        tenancy::partition_certs(store.conn(), partition)
+            .map(|rows| rows.iter().map(tlsa).collect())
+            .map_err(|e| ApiError::storage("DnssecOperationFailed", "Reading the certificates", e))
+    }
+
     fn known_partition(&self, partition: &str) -> Result<(), ApiError> {
         if self.settings.partitions.iter().any(|p| p == partition) {
             Ok(())

@@ -121,6 +121,8 @@ pub struct DaneConfig {
     /// The SMTP endpoints that serve each partition (`[dane.endpoints] o-v1 =
     /// ["192.0.2.25:25"]`): what retiring a certificate checks no longer presents it.
     pub endpoints: std::collections::BTreeMap<String, Vec<SocketAddr>>,
+    /// How often the server probes those endpoints (seconds; 0: never). Default 300.
+    pub probe_interval: u64,
 }
 
 impl Default for DaneConfig {
@@ -132,6 +134,7 @@ impl Default for DaneConfig {
             propagation_delay: 300,
             expiry_warning_days: 30,
             endpoints: Default::default(),
+            probe_interval: 300,
         }
     }
 }

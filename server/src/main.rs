@@ -7,6 +7,7 @@ mod config;
 mod dns;
 mod health;
 mod lifecycle;
+mod probes;
 mod serve;
 mod supervise;
 mod testhooks;

@@ -83,12 +83,13 @@ pub(super) async fn lifecycle_get(
     Path(partition): Path<String>,
 ) -> Result<Json<Value>, Failure> {
     let s = app.mgr.config().lifecycle_settings();
+    let endpoints = app.health.probes.findings(&partition);
     let l = run(&app, false, move |p| {
         p.certificate_lifecycle(&who, &partition, s)
     })
     .await?;
     Ok(Json(
-        json!({"result": "Success", "lifecycle": l, "errorData": null}),
+        json!({"result": "Success", "lifecycle": l, "endpoints": endpoints, "errorData": null}),
     ))
 }
 
