@@ -864,6 +864,18 @@ fn every_sender_code_against_real_postfix() {
     );
     assert_eq!(st, 200);
 
+    // the description knows the routes
+    let (_, doc) = http(w.s.api, "GET", "/v1/openapi.json", None, None);
+    for (path, method) in [
+        ("/v1/domains/{domain}/dane-check", "get"),
+        ("/v1/partitions/{partition}/lifecycle", "get"),
+        ("/v1/partitions/{partition}/certificates/next", "post"),
+        ("/v1/partitions/{partition}/certificates/promote", "post"),
+        ("/v1/partitions/{partition}/certificates/retire", "post"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+
     // the independent judges: posttls-finger agrees on success and tlsa-invalid
     let out = posttls_finger("contoso.test", &w.resolv);
     assert!(out.contains("Verified TLS connection established"), "{out}");
