@@ -290,3 +290,203 @@ fn chains_to(
         name_errors.join(", ")
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Association data computed by openssl (the judge), matched by `check`.
+    use super::*;
+    use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+    use std::path::Path;
+    use std::process::Command;
+
+    fn sh(dir: &Path, cmd: &str) -> Vec<u8> {
+        let out = Command::new("sh")
+            .current_dir(dir)
+            .arg("-c")
+            .arg(cmd)
+            .output()
+            .expect("sh");
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// openssl's association data of `crt` for (selector, matching).
+    fn openssl_data(dir: &Path, crt: &str, selector: u8, matching: u8) -> Vec<u8> {
+        let content = match selector {
+            0 => format!("openssl x509 -in {crt} -outform DER"),
+            _ => {
+                format!("openssl x509 -in {crt} -noout -pubkey | openssl pkey -pubin -outform DER")
+            }
+        };
+        match matching {
+            0 => sh(dir, &content),
+            1 => unhex(
+                String::from_utf8(sh(dir, &format!("{content} | openssl dgst -sha256 -r")))
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap(),
+            ),
+            _ => unhex(
+                String::from_utf8(sh(dir, &format!("{content} | openssl dgst -sha512 -r")))
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap(),
+            ),
+        }
+    }
+
+    fn der(dir: &Path, crt: &str) -> Vec<u8> {
+        sh(dir, &format!("openssl x509 -in {crt} -outform DER"))
+    }
+
+    fn record(u: u8, s: u8, m: u8, data: Vec<u8>) -> TLSA {
+        TLSA::new(
+            CertUsage::from(u),
+            Selector::from(s),
+            Matching::from(m),
+            data,
+        )
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    fn certs(dir: &Path) {
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+        sh(dir, &format!("openssl req -x509 {ec} -keyout ee.key -out ee.pem -days 2 -subj /CN=ee -addext basicConstraints=critical,CA:FALSE 2>/dev/null"));
+        sh(dir, &format!("openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=ca -addext basicConstraints=critical,CA:TRUE 2>/dev/null"));
+        sh(dir, &format!("openssl req -new {ec} -keyout leaf.key -out leaf.csr -subj /CN=mx.example.net 2>/dev/null"));
+        std::fs::write(
+            dir.join("leaf.ext"),
+            "subjectAltName=DNS:mx.example.net\nbasicConstraints=critical,CA:FALSE\n",
+        )
+        .unwrap();
+        sh(dir, "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem -days 2 -extfile leaf.ext 2>/dev/null");
+    }
+
+    #[test]
+    fn dane_ee_every_selector_and_matching_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        certs(d);
+        let chain = vec![der(d, "ee.pem")];
+        let names = vec!["mx.example.net".to_string()];
+        for s in [0u8, 1] {
+            for m in [0u8, 1, 2] {
+                let data = openssl_data(d, "ee.pem", s, m);
+                let c = check(&[record(3, s, m, data.clone())], &chain, &names, now());
+                assert!(
+                    matches!(c.outcome, Outcome::Match { .. }),
+                    "3 {s} {m}: {c:?}"
+                );
+                let mut wrong = data;
+                wrong[0] ^= 1;
+                let c = check(&[record(3, s, m, wrong)], &chain, &names, now());
+                assert_eq!(c.outcome, Outcome::NoMatch, "3 {s} {m}");
+            }
+        }
+        // a matching record among unusable and wrong ones still authenticates
+        let good = record(3, 1, 1, openssl_data(d, "ee.pem", 1, 1));
+        let set = [
+            record(1, 1, 1, openssl_data(d, "ee.pem", 1, 1)),
+            record(3, 1, 1, vec![0; 32]),
+            good.clone(),
+        ];
+        assert!(matches!(
+            check(&set, &chain, &names, now()).outcome,
+            Outcome::Match { .. }
+        ));
+        // the validity is passed in: ten days on, the matched leaf has expired (4.7.322)
+        let c = check(&[good], &chain, &names, now() + 10 * 86400);
+        assert!(matches!(c.outcome, Outcome::Expired { .. }), "{c:?}");
+    }
+
+    #[test]
+    fn pkix_usages_and_unknown_parameters_are_unusable() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        certs(d);
+        let chain = vec![der(d, "ee.pem")];
+        let spki = openssl_data(d, "ee.pem", 1, 1);
+        for r in [
+            record(0, 1, 1, spki.clone()),
+            record(1, 1, 1, spki.clone()),
+            record(3, 2, 1, spki.clone()),
+            record(3, 1, 3, spki.clone()),
+            record(4, 1, 1, spki.clone()),
+        ] {
+            let c = check(std::slice::from_ref(&r), &chain, &[], now());
+            assert_eq!(c.outcome, Outcome::NoUsable, "{r}");
+        }
+    }
+
+    #[test]
+    fn dane_ta_chain_and_name_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        certs(d);
+        let chain = vec![der(d, "leaf.pem"), der(d, "ca.pem")];
+        let names = |n: &str| vec![n.to_string()];
+        for (s, m) in [(0u8, 1u8), (1, 1), (1, 2), (0, 0)] {
+            let ta = record(2, s, m, openssl_data(d, "ca.pem", s, m));
+            let c = check(
+                std::slice::from_ref(&ta),
+                &chain,
+                &names("mx.example.net"),
+                now(),
+            );
+            assert!(
+                matches!(c.outcome, Outcome::Match { .. }),
+                "2 {s} {m}: {c:?}"
+            );
+            // RFC 7672 3.2.3: the leaf must carry a reference identifier
+            let c = check(
+                std::slice::from_ref(&ta),
+                &chain,
+                &names("other.example.net"),
+                now(),
+            );
+            assert_eq!(c.outcome, Outcome::NoMatch, "2 {s} {m}");
+        }
+        let ta = record(2, 1, 1, openssl_data(d, "ca.pem", 1, 1));
+        // the trust anchor not sent: nothing to match
+        let c = check(
+            std::slice::from_ref(&ta),
+            &chain[..1],
+            &names("mx.example.net"),
+            now(),
+        );
+        assert_eq!(c.outcome, Outcome::NoMatch);
+        // a 2 x x of the leaf itself is no trust anchor above it
+        let self_ta = record(2, 1, 1, openssl_data(d, "leaf.pem", 1, 1));
+        let c = check(&[self_ta], &chain, &names("mx.example.net"), now());
+        assert_eq!(c.outcome, Outcome::NoMatch);
+        // a leaf the anchor did not sign (the self-signed ee) with the CA sent beside it
+        let c = check(
+            std::slice::from_ref(&ta),
+            &[der(d, "ee.pem"), der(d, "ca.pem")],
+            &names("mx.example.net"),
+            now(),
+        );
+        assert_eq!(c.outcome, Outcome::NoMatch);
+        // ten days on, the chain has expired (4.7.322)
+        let c = check(&[ta], &chain, &names("mx.example.net"), now() + 10 * 86400);
+        assert!(matches!(c.outcome, Outcome::Expired { .. }), "{c:?}");
+    }
+}
