@@ -157,6 +157,22 @@ fn single_certificate(pem: &str) -> Result<Vec<u8>, CertError> {
     }
 }
 
+/// What a DER certificate says (a chain presented by a server), without the validity check.
+pub fn describe_der(der: &[u8]) -> Result<CertInfo, CertError> {
+    parse_der(der)
+}
+
+/// The DER SubjectPublicKeyInfo of a DER certificate (TLSA selector 1).
+pub fn spki_der(der: &[u8]) -> Result<Vec<u8>, CertError> {
+    let cert = Certificate::from_der(der).map_err(|e| {
+        CertError::Malformed(format!("not an X.509 certificate in DER ({})", e.kind()))
+    })?;
+    cert.tbs_certificate()
+        .subject_public_key_info()
+        .to_der()
+        .map_err(|_| malformed("the public key cannot be encoded"))
+}
+
 fn parse_der(der: &[u8]) -> Result<CertInfo, CertError> {
     let cert = Certificate::from_der(der).map_err(|e| {
         CertError::Malformed(format!("not an X.509 certificate in DER ({})", e.kind()))

@@ -2,6 +2,7 @@
 
 pub mod certs;
 pub mod checks;
+pub mod dane;
 pub mod mxtoken;
 pub mod outbound;
 pub mod resolver;

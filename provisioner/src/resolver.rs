@@ -61,6 +61,9 @@ pub struct Ask {
     pub recursion_desired: bool,
     /// EDNS DO: ask for DNSSEC records (and so the AD bit of a validating resolver).
     pub dnssec_ok: bool,
+    /// CD: a validating resolver answers without validating (RFC 4035 3.2.2). A SERVFAIL
+    /// that becomes an answer with CD set was a validation failure (bogus), not a DNS one.
+    pub checking_disabled: bool,
 }
 
 impl Ask {
@@ -68,11 +71,19 @@ impl Ask {
     pub const RECURSIVE: Ask = Ask {
         recursion_desired: true,
         dnssec_ok: true,
+        checking_disabled: false,
+    };
+    /// [`Ask::RECURSIVE`] with CD: what the data is, valid or not.
+    pub const UNCHECKED: Ask = Ask {
+        recursion_desired: true,
+        dnssec_ok: true,
+        checking_disabled: true,
     };
     /// An authoritative server: no RD, DO.
     pub const AUTHORITATIVE: Ask = Ask {
         recursion_desired: false,
         dnssec_ok: true,
+        checking_disabled: false,
     };
 }
 
@@ -228,7 +239,8 @@ impl Resolver {
             o.recursion_desired = ask.recursion_desired;
             o
         };
-        let request = DnsRequest::from_query(query.clone(), options);
+        let mut request = DnsRequest::from_query(query.clone(), options);
+        request.metadata.checking_disabled = ask.checking_disabled;
         if !tcp_only {
             let udp = UdpClientStream::builder(self.server, Connected::default())
                 .with_timeout(Some(self.timeout))

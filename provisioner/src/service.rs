@@ -22,11 +22,13 @@ use crate::store::{write_batch, Batch, BatchOp, Store, StoreError};
 use crate::{certs, mxtoken};
 
 mod audit;
+mod certlife;
 mod import;
 mod lock;
 mod ownership;
 mod tokens;
 pub use audit::{record as record_audit, AuditPage};
+pub use certlife::{rfc3339, CertState, Lifecycle, LifecycleSettings};
 pub use import::{parse_import, ImportOptions, ImportReport};
 pub use ownership::VERIFY_PREFIX;
 pub use tokens::{admin_token, AuthError, Authenticator, TokenGrant};
@@ -646,6 +648,7 @@ impl Provisioner {
                 matching: 1,
                 data: info.spki_sha256.to_vec(),
                 not_after: info.not_after,
+                published_at: t,
             })
         };
         push("current", 0, 3, parse("current", current)?, current);
@@ -664,6 +667,20 @@ impl Provisioner {
         let zone = self.partition_zone(partition);
         self.lock_store()
             .transaction(|tx| {
+                // a record that was published already keeps its publication time (the
+                // lifecycle's promotion wait counts from it)
+                let old = tenancy::partition_certs(tx, partition)?;
+                let rows: Vec<CertRow> = rows
+                    .iter()
+                    .cloned()
+                    .map(|mut r| {
+                        if let Some(o) = old.iter().find(|o| o.data == r.data && o.usage == r.usage)
+                        {
+                            r.published_at = o.published_at;
+                        }
+                        r
+                    })
+                    .collect();
                 tenancy::replace_partition_certs(tx, partition, &rows)?;
                 let ttl = tenancy::get_partition(tx, partition)?.map_or(300, |p| p.host_ttl);
                 let data: Vec<RData> = rows.iter().map(|c| RData::TLSA(tlsa(c))).collect();
@@ -690,6 +707,15 @@ impl Provisioner {
             })?;
         tracing::info!(partition, records = rows.len(), "fleet certificates set");
         Ok(rows.iter().map(TlsaView::of).collect())
+    }
+
+    /// The TLSA records a partition publishes now (the server's own endpoint probes).
+    pub fn partition_tlsa(&self, partition: &str) -> Result<Vec<TLSA>, ApiError> {
+        self.known_partition(partition)?;
+        let store = self.lock_store();
+        tenancy::partition_certs(store.conn(), partition)
+            .map(|rows| rows.iter().map(tlsa).collect())
+            .map_err(|e| ApiError::storage("DnssecOperationFailed", "Reading the certificates", e))
     }
 
     fn known_partition(&self, partition: &str) -> Result<(), ApiError> {

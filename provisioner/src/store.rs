@@ -180,6 +180,26 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE zones ADD COLUMN served_key_version INTEGER;
      ALTER TABLE zones ADD COLUMN served_serial INTEGER;
      ALTER TABLE zones ADD COLUMN served_parent_serial INTEGER;",
+    // 6: the certificate lifecycle. A fleet
+    // certificate may be `previous` (promoted away from, still published until retired), and
+    // each row knows when its TLSA record was first published (the promotion wait).
+    "CREATE TABLE partition_certs_v6 (
+        partition TEXT NOT NULL REFERENCES partitions(name),
+        role TEXT NOT NULL CHECK (role IN ('current', 'next', 'previous', 'issuer')),
+        position INTEGER NOT NULL,
+        pem TEXT NOT NULL,
+        usage INTEGER NOT NULL,
+        selector INTEGER NOT NULL,
+        matching INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        not_after INTEGER NOT NULL,
+        published_at INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (partition, role, position)
+     );
+     INSERT INTO partition_certs_v6(partition, role, position, pem, usage, selector, matching, data, not_after)
+        SELECT partition, role, position, pem, usage, selector, matching, data, not_after FROM partition_certs;
+     DROP TABLE partition_certs;
+     ALTER TABLE partition_certs_v6 RENAME TO partition_certs;",
 ];
 
 /// The serials that carry a zone's key version, as the server published them.

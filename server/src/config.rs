@@ -104,6 +104,8 @@ pub struct Config {
     pub log_level: Option<String>,
     /// "text" (default) or "json" (one JSON object per line).
     pub log_format: LogFormat,
+    /// The DANE validation test (`[dane]`): `mxdns check dane`, `GET /v1/domains/{d}/dane-check`.
+    pub dane: DaneConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -121,6 +123,44 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
+}
+
+/// `[dane]`: how the DANE validation test connects. DNS goes through `status_resolver`; the
+/// API connects only to addresses `status_allow_addresses` allows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaneConfig {
+    /// SMTP port connected to. Default 25 (TLSA is always looked up at `_25._tcp`).
+    pub smtp_port: u16,
+    /// Timeout of each DNS query and each SMTP step (ms). Default 5000.
+    pub timeout_ms: u64,
+    /// The EHLO name. Default `dane-check.<zone>`.
+    pub helo_name: Option<String>,
+    /// Certificate lifecycle: seconds for a TLSA change to reach every name server, added to
+    /// the TLSA TTL before a staged certificate may be promoted. Default 300.
+    pub propagation_delay: u64,
+    /// Warn when a partition's current certificate expires within this many days and no
+    /// next one is staged. Default 30.
+    pub expiry_warning_days: u32,
+    /// The SMTP endpoints that serve each partition (`[dane.endpoints] o-v1 =
+    /// ["192.0.2.25:25"]`): what retiring a certificate checks no longer presents it.
+    pub endpoints: std::collections::BTreeMap<String, Vec<SocketAddr>>,
+    /// How often the server probes those endpoints (seconds; 0: never). Default 300.
+    pub probe_interval: u64,
+}
+
+impl Default for DaneConfig {
+    fn default() -> Self {
+        Self {
+            smtp_port: 25,
+            timeout_ms: 5_000,
+            helo_name: None,
+            propagation_delay: 300,
+            expiry_warning_days: 30,
+            endpoints: Default::default(),
+            probe_interval: 300,
+        }
+    }
 }
 
 /// Thresholds of `GET /v1/health` (seconds unless said otherwise).
@@ -341,6 +381,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             log_level: None,
             log_format: LogFormat::Text,
+            dane: DaneConfig::default(),
         }
     }
 }
@@ -701,6 +742,63 @@ impl Config {
             provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
                 .unwrap_or_default(),
         )
+    }
+
+    pub fn lifecycle_settings(&self) -> provisioner::service::LifecycleSettings {
+        provisioner::service::LifecycleSettings {
+            propagation_delay: self.dane.propagation_delay,
+            expiry_warning_days: self.dane.expiry_warning_days,
+        }
+    }
+
+    /// Which configured endpoints of `partition` present the certificate whose SPKI SHA-256
+    /// is `spki` (or could not be probed: they count as presenting it); None without
+    /// endpoints. Blocking (SMTP with the DANE test's timeouts).
+    pub fn endpoints_presenting(&self, partition: &str, spki: &[u8]) -> Option<Vec<String>> {
+        let endpoints = self
+            .dane
+            .endpoints
+            .get(partition)
+            .filter(|e| !e.is_empty())?;
+        let s = self.dane_settings(false);
+        let sni = format!("{partition}.{}", self.zone.trim_end_matches('.'));
+        let mut out = Vec::new();
+        for e in endpoints {
+            let session = provisioner::dane::smtp::probe(*e, &sni, &s.helo, s.timeout);
+            let leaf = session
+                .chain
+                .first()
+                .and_then(|d| provisioner::certs::describe_der(d).ok());
+            match leaf {
+                Some(i) if i.spki_sha256[..] != *spki => {}
+                Some(_) => out.push(format!("{e}")),
+                None => out.push(format!(
+                    "{e} (not probed: {})",
+                    session.failure.unwrap_or_else(|| "no certificate".into())
+                )),
+            }
+        }
+        Some(out)
+    }
+
+    /// The DANE validation test's settings; `api`: only addresses the outbound policy allows.
+    pub fn dane_settings(&self, api: bool) -> provisioner::dane::Settings {
+        let zone = self.zone.trim_end_matches('.');
+        provisioner::dane::Settings {
+            resolver: self.status_resolver,
+            timeout: std::time::Duration::from_millis(self.dane.timeout_ms.max(1)),
+            smtp_port: self.dane.smtp_port,
+            helo: self
+                .dane
+                .helo_name
+                .clone()
+                .unwrap_or_else(|| format!("dane-check.{zone}")),
+            addresses: api.then(|| {
+                // checked by `validate`
+                provisioner::outbound::AddressPolicy::new(&self.status_allow_addresses)
+                    .unwrap_or_default()
+            }),
+        }
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod reload;
 mod sdnotify;
+mod probes;
 mod serve;
 mod supervise;
 mod testhooks;
@@ -87,5 +88,6 @@ fn main() -> anyhow::Result<()> {
         } => cli::ops::zone_export(&config, &zone, api, output.as_deref()),
         Command::Backup { dest } => cli::ops::backup(&config, &dest),
         Command::Restore { src, force } => cli::ops::restore(&config, &src, force),
+        Command::Check { cmd } => cli::check::check_cmd(config, cmd),
     }
 }

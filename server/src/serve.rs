@@ -234,6 +234,14 @@ async fn run(
         );
     }
 
+    if config.dane.probe_interval > 0 && !config.dane.endpoints.is_empty() {
+        let (app, stop) = (app.clone(), stop_rx.clone());
+        task(
+            "endpoint probes",
+            Box::new(move || Box::pin(probe(app.clone(), stop.clone()))),
+        );
+    }
+
     // NOTIFY to the secondaries on every new serial (coalesced), on the control plane
     let notifiers = xfr::notify::spawn(mgr.clone(), &handler.xfr.secondaries, stop_rx.clone());
 
@@ -331,6 +339,21 @@ async fn follow(mgr: Arc<ZoneManager>, stop: watch::Receiver<bool>) {
         mgr.sync()
     })
     .await
+}
+
+/// Probes the provider's own SMTP endpoints like a DANE sender (`probes`), on the blocking
+/// pool, every `[dane] probe_interval`; the first round right away.
+async fn probe(app: api::App, stop: watch::Receiver<bool>) {
+    let round = {
+        let app = app.clone();
+        move || crate::probes::probe_all(app.mgr.config(), &app.prov, &app.health.probes)
+    };
+    let first = round.clone();
+    if let Err(e) = tokio::task::spawn_blocking(first).await {
+        tracing::error!(error = %e, "endpoint probes panicked");
+    }
+    let period = Duration::from_secs(app.mgr.config().dane.probe_interval.max(1));
+    periodically(period, stop, "endpoints probed", round).await
 }
 
 /// The health observer: reads the store once a second so that health reports never do.

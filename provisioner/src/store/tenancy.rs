@@ -36,6 +36,9 @@ pub struct CertRow {
     pub matching: u8,
     pub data: Vec<u8>,
     pub not_after: i64,
+    /// When its TLSA record was first published (unix seconds; 0 for rows older than the
+    /// lifecycle).
+    pub published_at: i64,
 }
 
 pub fn insert_tenant(c: &Connection, id: &str, name: &str, now: i64) -> Result<()> {
@@ -188,8 +191,8 @@ pub fn set_partition(c: &Connection, p: &PartitionRow) -> Result<()> {
 
 pub fn partition_certs(c: &Connection, partition: &str) -> Result<Vec<CertRow>> {
     let mut st = c.prepare(
-        "SELECT role, position, pem, usage, selector, matching, data, not_after FROM partition_certs
-         WHERE partition=?1 ORDER BY CASE role WHEN 'current' THEN 0 WHEN 'next' THEN 1 ELSE 2 END, position",
+        "SELECT role, position, pem, usage, selector, matching, data, not_after, published_at FROM partition_certs
+         WHERE partition=?1 ORDER BY CASE role WHEN 'current' THEN 0 WHEN 'next' THEN 1 WHEN 'previous' THEN 2 ELSE 3 END, position",
     )?;
     let rows = st.query_map([partition], |r| {
         Ok(CertRow {
@@ -201,6 +204,7 @@ pub fn partition_certs(c: &Connection, partition: &str) -> Result<Vec<CertRow>> 
             matching: r.get(5)?,
             data: r.get(6)?,
             not_after: r.get(7)?,
+            published_at: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -213,9 +217,9 @@ pub fn replace_partition_certs(c: &Connection, partition: &str, certs: &[CertRow
     )?;
     for k in certs {
         c.execute(
-            "INSERT INTO partition_certs(partition, role, position, pem, usage, selector, matching, data, not_after)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![partition, k.role, k.position, k.pem, k.usage, k.selector, k.matching, k.data, k.not_after],
+            "INSERT INTO partition_certs(partition, role, position, pem, usage, selector, matching, data, not_after, published_at)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![partition, k.role, k.position, k.pem, k.usage, k.selector, k.matching, k.data, k.not_after, k.published_at],
         )?;
     }
     Ok(())

@@ -207,3 +207,26 @@ pub(super) async fn import(
         Json(json!({"result": "Success", "import": report, "errorData": null})),
     ))
 }
+
+/// The DANE validation test of a domain (`provisioner::dane`): a tenant's own domain, the
+/// admin's any. Connects only to addresses the outbound policy allows; runs on the blocking
+/// pool (DNS and SMTP with timeouts), never on a DNS thread.
+pub(super) async fn dane_check(
+    State(app): State<App>,
+    Extension(who): Extension<Actor>,
+    Path(domain): Path<String>,
+) -> Result<Json<Value>, Failure> {
+    let settings = app.mgr.config().dane_settings(true);
+    let report = run(&app, false, move |p| {
+        let state = p.state(&who, &domain)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        provisioner::dane::check(&settings, &state.domain, None, now)
+            .map_err(|e| provisioner::service::ApiError::new(400, "InvalidDomain", e))
+    })
+    .await?;
+    Ok(Json(
+        json!({"result": "Success", "daneCheck": report, "errorData": null}),
+    ))
+}

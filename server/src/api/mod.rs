@@ -83,6 +83,19 @@ pub fn router(app: App) -> Router {
             "/v1/partitions/{partition}/certificates",
             put(certificates_put).layer(DefaultBodyLimit::max(cfg.certificates_body_limit)),
         )
+        .route("/v1/partitions/{partition}/lifecycle", get(lifecycle_get))
+        .route(
+            "/v1/partitions/{partition}/certificates/next",
+            post(lifecycle_stage).layer(DefaultBodyLimit::max(cfg.certificates_body_limit)),
+        )
+        .route(
+            "/v1/partitions/{partition}/certificates/promote",
+            post(lifecycle_promote),
+        )
+        .route(
+            "/v1/partitions/{partition}/certificates/retire",
+            post(lifecycle_retire),
+        )
         .route(
             "/v1/import",
             post(import).layer(DefaultBodyLimit::max(cfg.import_body_limit)),
@@ -105,6 +118,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/domains/{domain}/dnssec/disable", post(dnssec_disable))
         .route("/v1/domains/{domain}/smtp-dane/enable", post(dane_enable))
         .route("/v1/domains/{domain}/smtp-dane/disable", post(dane_disable))
+        .route("/v1/domains/{domain}/dane-check", get(dane_check))
         .route("/v1/tokens", get(tokens_list).post(token_create))
         .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
         .merge(admin)

@@ -10,6 +10,7 @@ use hickory_proto::rr::Name;
 
 use crate::config::Config;
 
+pub mod check;
 pub mod host;
 pub mod keys;
 pub mod ops;
@@ -131,6 +132,11 @@ pub enum Command {
         /// Replace the database (and keys) the data directory holds.
         #[arg(long)]
         force: bool,
+    },
+    /// Tests as a sender: `check dane DOMAIN` (the DANE validation test).
+    Check {
+        #[command(subcommand)]
+        cmd: check::CheckCmd,
     },
 }
 
@@ -321,6 +327,32 @@ pub enum PartitionCmd {
         next: Option<PathBuf>,
         #[arg(long = "issuer")]
         issuers: Vec<PathBuf>,
+    },
+    /// The certificate lifecycle: state, TLSA records, when a promotion becomes possible,
+    /// expiry warnings.
+    Lifecycle { partition: String },
+    /// Stage the next certificate (PEM file): its TLSA (3 1 1) is published beside the
+    /// current one.
+    Stage {
+        partition: String,
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Promote the next certificate to current (after its TLSA has been published for TLSA
+    /// TTL + `[dane] propagation_delay`; switch the endpoints to it after this).
+    Promote {
+        partition: String,
+        /// Promote before the wait is over (senders may still miss its TLSA record).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Retire the previous certificate (its TLSA removed), once no configured endpoint
+    /// presents it.
+    Retire {
+        partition: String,
+        /// Retire even though an endpoint still presents it (or could not be probed).
+        #[arg(long)]
+        force: bool,
     },
     /// Set the inbound addresses of a partition.
     Addresses {

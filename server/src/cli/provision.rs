@@ -132,6 +132,29 @@ pub fn provision_cmd(config: Config, cmd: Provision) -> anyhow::Result<()> {
             prov.set_certificates(&admin, &partition, &current, next.as_deref(), &issuers)
                 .map(|t| json!({"result": "Success", "tlsa": t, "errorData": null}))
         }
+        Provision::Partition(PartitionCmd::Lifecycle { partition }) => prov
+            .certificate_lifecycle(&admin, &partition, config.lifecycle_settings())
+            .map(|l| json!(l)),
+        Provision::Partition(PartitionCmd::Stage { partition, cert }) => {
+            let pem = std::fs::read_to_string(&cert)
+                .with_context(|| format!("reading {}", cert.display()))?;
+            prov.stage_certificate(&admin, &partition, &pem, config.lifecycle_settings())
+                .map(|l| json!({"result": "Success", "lifecycle": l, "errorData": null}))
+        }
+        Provision::Partition(PartitionCmd::Promote { partition, force }) => prov
+            .promote_certificate(&admin, &partition, force, config.lifecycle_settings())
+            .map(|l| json!({"result": "Success", "lifecycle": l, "errorData": null})),
+        Provision::Partition(PartitionCmd::Retire { partition, force }) => {
+            let probe = |spki: &[u8]| config.endpoints_presenting(&partition, spki);
+            prov.retire_certificate(
+                &admin,
+                &partition,
+                force,
+                &probe,
+                config.lifecycle_settings(),
+            )
+            .map(|l| json!({"result": "Success", "lifecycle": l, "errorData": null}))
+        }
         Provision::Partition(PartitionCmd::Addresses {
             partition,
             addresses,

@@ -75,6 +75,8 @@ pub struct Health {
     dns_listening: AtomicBool,
     /// The observer's own state and store connection (only the observer takes it).
     watch: Mutex<watch::Watch>,
+    /// The last findings of the endpoint probes (`probes`).
+    pub probes: crate::probes::Probes,
 }
 
 /// A report: healthy or not, why not, and the figures as JSON.
@@ -92,6 +94,7 @@ impl Health {
             observed: Observed::default(),
             dns_listening: AtomicBool::new(false),
             watch: Mutex::new(watch::Watch::default()),
+            probes: crate::probes::Probes::default(),
         }
     }
 
@@ -250,6 +253,10 @@ impl Health {
             }));
         }
 
+        let (endpoint_problems, endpoint_warnings) =
+            self.probes.health(config.dane.expiry_warning_days);
+        problems.extend(endpoint_problems);
+
         let key_next = obs.key_next.load(Ordering::Acquire);
         let ok = problems.is_empty();
         let body = json!({
@@ -281,6 +288,8 @@ impl Health {
             },
             "tasks": tasks,
             "observedMsAgo": observed_ago,
+            "daneEndpoints": self.probes.all(),
+            "warnings": endpoint_warnings,
         });
         Report { ok, problems, body }
     }
