@@ -358,6 +358,18 @@ impl RrsetWire {
         self.records() + if dnssec { self.rrsigs() } else { 0 }
     }
 
+    /// Length of the heap block.
+    pub fn block_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Bytes of the block that hold the RRSIGs: their ops and what those refer to.
+    pub fn rrsig_bytes(&self) -> usize {
+        let mut n = 0;
+        self.each_record(true, |r| n += r.len());
+        n + (self.ops() - self.sig_op()) as usize * OP_LEN
+    }
+
     /// The whole block, for writing a snapshot.
     pub(crate) fn block(&self) -> &[u8] {
         &self.data
