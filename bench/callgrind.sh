@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per UDP query of `mxdns serve`, counted by callgrind (stable on a shared VM,
-# unlike QPS). Only the UDP loop is counted (`--toggle-collect` on `mxdns::udp::serve`'s future,
+# unlike QPS). Only the UDP loop is counted (`--toggle-collect` on `mxdns::dns::udp::serve`'s future,
 # i.e. receive, parse, lookup, encode, send, tokio's readiness); startup and signing are not
 # (instrumentation is switched on once the server answers).
 #
@@ -44,7 +44,7 @@ python3 "$ROOT/bench/gen-queries.py" -n "$N" -q "$Q" --mix "$MIX" --host "$HOSTF
 rm -rf "$WORK/data" && cp -a "$WORK/store" "$WORK/data"
 rm -f "$WORK/callgrind.out"
 MXDNS_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out" \
-  --toggle-collect='mxdns::udp::serve*' \
+  --toggle-collect='mxdns::dns::udp::serve*' \
   "$MXDNS" --data-dir "$WORK/data" serve --dns-listen "127.0.0.1:$PORT" \
   --api-listen "127.0.0.1:$((PORT + 1))" --workers 1 > "$WORK/serve.log" 2>&1 &
 VG=$!
