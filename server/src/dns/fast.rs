@@ -59,15 +59,13 @@ impl DnsHandler {
         // whole RRsets, in order; the first that does not fit ends the message with TC=1
         // (optional additional RRsets are skipped instead), as in `send`
         let mut tc = false;
-        'outer: for (i, list) in [&s.answer, &s.authority, &s.additional]
-            .into_iter()
-            .enumerate()
-        {
-            for r in list {
-                if !w.rrset(r.wire(), dnssec, i) && (i < 2 || s.additional_required) {
-                    tc = true;
-                    break 'outer;
-                }
+        let all = (s.answer.iter().map(|r| (0, r)))
+            .chain(s.authority.iter().map(|r| (1, r)))
+            .chain(s.additional.iter().map(|r| (2, *r)));
+        for (i, r) in all {
+            if !w.rrset(r.wire(), dnssec, i) && (i < 2 || s.additional_required) {
+                tc = true;
+                break;
             }
         }
         if tc {

@@ -19,7 +19,7 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCod
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use zones::{Lookup, Rrset, Zone};
+use zones::{Lookup, Rrset, RrsetList, Zone};
 
 use crate::config::Config;
 use crate::tsig::wire::{Refusal, Verified};
@@ -114,8 +114,9 @@ pub(crate) fn bare_response(request: &Request, rcode: ResponseCode) -> Vec<u8> {
 pub(crate) struct Sections<'a> {
     pub rcode: ResponseCode,
     pub aa: bool,
-    pub answer: Vec<&'a Rrset>,
-    pub authority: Vec<&'a Rrset>,
+    /// Answer and authority are short lists kept inline: no heap block per query.
+    pub answer: RrsetList<'a>,
+    pub authority: RrsetList<'a>,
     pub additional: Vec<&'a Rrset>,
     /// Additional RRsets without which the answer is not usable (glue): TC when they do not fit.
     additional_required: bool,
@@ -126,8 +127,8 @@ impl<'a> Sections<'a> {
         Self {
             rcode,
             aa: false,
-            answer: vec![],
-            authority: vec![],
+            answer: RrsetList::new(),
+            authority: RrsetList::new(),
             additional: vec![],
             additional_required: false,
         }
