@@ -271,10 +271,15 @@ impl Board {
             .unwrap_or_default()
     }
 
-    /// Logs a wait: a warning per zone and secondary at most every [`WARN_EVERY`] s; an error
-    /// at every check past `alarm` seconds of waiting.
-    pub fn log(&self, wait: &Wait, alarm: u64) {
+    /// Logs a wait: nothing for the first `quiet` seconds (a step normally reaches every
+    /// secondary within a check or two), then a warning per zone and secondary at most every
+    /// [`WARN_EVERY`] s; an error at every check past `alarm` seconds of waiting.
+    pub fn log(&self, wait: &Wait, quiet: u64, alarm: u64) {
         let waited = wait.checked.saturating_sub(wait.since);
+        if waited < quiet {
+            tracing::debug!(zone = wait.zone, waited_s = waited, reason = %wait.reason(), "key rollover waits for the fleet");
+            return;
+        }
         if waited > alarm {
             tracing::error!(zone = wait.zone, waited_s = waited, fleet_wait_alarm_s = alarm, reason = %wait.reason(),
                 "key rollover held by the fleet for longer than keys.fleet_wait_alarm: bring the secondary back (or remove it from [[secondaries]]); the roll does not go on without it");
@@ -427,7 +432,9 @@ mod tests {
             }],
             checked: 1000,
         };
-        b.log(&w, 3600);
+        b.log(&w, 5, 3600);
+        assert!(b.warned.lock().unwrap().is_empty(), "quiet at first");
+        b.log(&w, 0, 3600);
         let first = b
             .warned
             .lock()
@@ -436,7 +443,7 @@ mod tests {
             .copied()
             .collect::<Vec<_>>();
         w.checked = 1010;
-        b.log(&w, 3600);
+        b.log(&w, 0, 3600);
         assert_eq!(
             b.warned
                 .lock()
@@ -448,7 +455,7 @@ mod tests {
             "no second warning within WARN_EVERY"
         );
         w.checked = 1000 + WARN_EVERY;
-        b.log(&w, 3600);
+        b.log(&w, 0, 3600);
         assert_eq!(
             b.warned
                 .lock()

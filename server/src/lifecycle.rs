@@ -162,7 +162,11 @@ pub fn check_all_observed(
                 board.set(&zone, None);
             }
             Ok(Some(w)) => {
-                board.log(&w, config.keys.fleet_wait_alarm);
+                board.log(
+                    &w,
+                    2 * config.keys.check_interval.max(1),
+                    config.keys.fleet_wait_alarm,
+                );
                 board.set(&zone, Some(w));
             }
             Ok(None) => board.set(&zone, None),
