@@ -643,6 +643,12 @@ fn every_sender_code_against_real_postfix() {
     );
     add_host(
         &w.s,
+        "down.o-v1.mx.example",
+        "127.0.0.7",
+        &format!("3 1 1 {good}"),
+    );
+    add_host(
+        &w.s,
         "bogus.o-v1.mx.example",
         "127.0.0.2",
         &format!("3 1 1 {good}"),
@@ -730,6 +736,21 @@ fn every_sender_code_against_real_postfix() {
     assert_eq!((code, v["code"].as_str()), (1, Some("4.7.323")), "{v:#}");
     assert_eq!(v["verdict"], "tlsa-invalid");
     assert_eq!(first_address(&v)["certificates"]["outcome"], "no-match");
+
+    // nothing listens: no sender code, but no pass either
+    let (code, v) = check(&[
+        "contoso.test",
+        "--mx",
+        "down.o-v1.mx.example",
+        "--resolver",
+        &u1,
+    ]);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (1, Some("unreachable")),
+        "{v:#}"
+    );
+    assert_eq!(first_address(&v)["smtp"]["failedAt"], "connect", "{v:#}");
 
     // 4.7.324 and 4.4.312 through an Unbound whose path to our server is tampered with
     let tamper = Tamper::start(w.s.dns);
