@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20240606)
     ap.add_argument("--apex-share", type=float, default=0.5,
                     help="share of <hex>.ORIGIN names; the rest are x<hex>.t<i>.ORIGIN (default 0.5)")
+    ap.add_argument("--host", default="t{i}",
+                    help="host label pattern (default t{i}; the provisioned shape: c{i}-example)")
     ap.add_argument("--origin", default="mx.example")
     ap.add_argument("-o", "--output", default="-")
     args = ap.parse_args()
@@ -60,7 +62,7 @@ def main() -> int:
         if rnd.random() < args.apex_share:
             lines.append(f"{h:012x}.{origin} A\n")
         else:
-            lines.append(f"x{h:012x}.t{rnd.randint(1, n)}.{origin} A\n")
+            lines.append(f"x{h:012x}.{args.host.format(i=rnd.randint(1, n))}.{origin} A\n")
         if len(lines) >= 10000:
             out.write("".join(lines))
             lines.clear()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Copied from /work/shared/bench/gen-queries.py (anchor benchmark), unchanged apart from this line.
+# Copied from /work/shared/bench/gen-queries.py (anchor benchmark), unchanged apart from this line and --host.
 """Write a dnsperf query file for the zone made by gen-zone.py.
 
 Mix (fixed seed, so the file is reproducible):
@@ -27,6 +27,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20240101)
     ap.add_argument("--origin", default="mx.example")
     ap.add_argument("-o", "--output", default="-")
+    ap.add_argument("--host", default="t{i}",
+                    help="host label pattern (default t{i}; the provisioned shape: c{i}-example)")
     ap.add_argument("--mix", default="40,30,20,10",
                     help="weights TLSA,A,NXDOMAIN,NODATA (default 40,30,20,10); "
                          "e.g. 40,30,0,0 for positive answers only")
@@ -42,19 +44,20 @@ def main() -> int:
     out = sys.stdout if args.output == "-" else open(args.output, "w", buffering=1 << 20)
     n = args.hosts
     lines = []
+    host = args.host
     for _ in range(args.queries):
         r = rnd.random()
         i = rnd.randint(1, n)
         if r < c1:
-            lines.append(f"_25._tcp.t{i}.{origin} TLSA\n")
+            lines.append(f"_25._tcp.{host.format(i=i)}.{origin} TLSA\n")
         elif r < c2:
-            lines.append(f"t{i}.{origin} A\n")
+            lines.append(f"{host.format(i=i)}.{origin} A\n")
         elif r < c3:
             # 't<i>-<hex>' never exists; it sorts right after the t<i> subtree, so
             # the covering NSEC differs per query (spread over the whole chain)
-            lines.append(f"t{i}-{rnd.getrandbits(32):x}.{origin} A\n")
+            lines.append(f"{host.format(i=i)}-{rnd.getrandbits(32):x}.{origin} A\n")
         else:
-            lines.append(f"t{i}.{origin} MX\n")
+            lines.append(f"{host.format(i=i)}.{origin} MX\n")
         if len(lines) >= 10000:
             out.write("".join(lines))
             lines.clear()

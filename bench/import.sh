@@ -18,8 +18,9 @@ API_PORT=${API_PORT:-25342}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/bench-target}
 ZONE=o-v1.mx.example
 
-(cd "$ROOT" && cargo build --release --locked -q)
-BIN=$CARGO_TARGET_DIR/release/mxdns
+# MXDNS_BIN: measure this binary instead of building the working tree
+if [ -z "${MXDNS_BIN:-}" ]; then (cd "$ROOT" && cargo build --release --locked -q); fi
+BIN=${MXDNS_BIN:-$CARGO_TARGET_DIR/release/mxdns}
 rm -rf "$WORK"; mkdir -p "$WORK"
 DATA=$WORK/data
 PID=
@@ -33,6 +34,8 @@ serve() {
     2>>"$WORK/server.log" & PID=$!
 }
 rss() { awk '/VmRSS/{print int($2/1024)}' /proc/$PID/status; }
+# the server's last "zone memory" log line (zones::memory breakdown), ANSI colours removed
+memline() { sed 's/\x1b\[[0-9;]*m//g' "$WORK/server.log" | grep 'zone memory' | tail -1 | sed 's/.*zone memory *//'; }
 hwm() { awk '/VmHWM/{print int($2/1024)}' /proc/$PID/status; }
 # waits until NAME TYPE is answered with an RRSIG (at most $2 s); prints seconds since $3
 wait_signed() {
@@ -82,6 +85,8 @@ T1=$(date +%s.%N)
 serve
 T_COLD=$(wait_signed "$LAST" 1800 "$T1")
 RSS_COLD=$(rss); HWM_COLD=$(hwm)
+sleep 3   # the "zone memory" report runs on its own thread after the start
+MEM_COLD=$(memline)
 stop
 
 # the same start without the checkpoint: every zone built and signed from the store
@@ -90,6 +95,8 @@ T2=$(date +%s.%N)
 serve
 T_BUILD=$(wait_signed "$LAST" 1800 "$T2")
 RSS_BUILD=$(rss); HWM_BUILD=$(hwm)
+sleep 3
+MEM_BUILD=$(memline)
 stop
 
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
@@ -111,6 +118,24 @@ $(nproc) CPUs, $(awk '/MemTotal/{print int($2/1048576)}' /proc/meminfo) GiB, rel
 | server RSS after that cold start (peak) | $RSS_COLD MiB ($HWM_COLD MiB) |
 | cold start without a checkpoint (everything signed again) | $T_BUILD s |
 | server RSS after that (peak) | $RSS_BUILD MiB ($HWM_BUILD MiB) |
+
+Memory breakdown (\`zones::memory\`, logged by the server after each start: heap blocks counted from
+the structures, glibc chunk sizes; the index's B-tree estimated at half-full leaves), checkpoint $CKPT_MB MB on disk:
+
+| start | names | RRsets | index | nodes | RRset blocks | signatures | zones total | RSS then | per host: index / nodes / RRset blocks / signatures (bytes) |
+|---|---|---|---|---|---|---|---|---|---|
+$(for row in "from the checkpoint|$MEM_COLD" "full build (no checkpoint)|$MEM_BUILD"; do
+  python3 - "$N" "$row" <<'PY'
+import re, sys
+n = int(sys.argv[1]); what, line = sys.argv[2].split("|", 1)
+f = dict(re.findall(r"(\w+)=([\d.]+)", line))
+g = lambda k: float(f.get(k, "nan"))
+per = lambda k: f"{g(k) * 1048576 / n:.0f}"
+print(f"| {what} | {f.get('names', '?')} | {f.get('rrsets', '?')} | {g('index_mib'):.1f} MiB | {g('nodes_mib'):.1f} MiB | "
+      f"{g('rrset_blocks_mib'):.1f} MiB | {g('signatures_mib'):.1f} MiB | {g('zones_mib'):.1f} MiB | {g('rss_mib'):.0f} MiB | "
+      f"{per('index_mib')} / {per('nodes_mib')} / {per('rrset_blocks_mib')} / {per('signatures_mib')} |")
+PY
+done)
 
 Each host: A, AAAA, and \`_25._tcp\` CNAME to the partition's shared TLSA RRset, each with its
 RRSIG, plus NSEC records. Import report: \`$(tr -d '\n ' < "$WORK/import.json")\`.

@@ -13,12 +13,20 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import summarize  # noqa: E402
+import fixedrate  # noqa: E402
 
 
 def medians(d):
     runs = [summarize.parse(p) for p in summarize.mix_files(d)]
     floods = {r["server"]: r for r in (summarize.parse(p) for p in summarize.flood_files(d))}
     meta = summarize.read_servers(os.path.join(d, "servers.txt"))
+    import glob
+    import statistics
+    fixed = [fixedrate.parse(p) for p in glob.glob(os.path.join(d, "fixed-*-q*.txt"))]
+
+    def fmed(s, k):
+        xs = [r[k] for r in fixed if r["server"] == s and r[k] is not None]
+        return statistics.median(xs) if xs else None
     out = {}
     for s in {r["server"] for r in runs} | set(meta):
         mm = summarize.mix_medians(runs, s)
@@ -32,6 +40,9 @@ def medians(d):
             "start": float(m["start_to_signed_s"]) if "start_to_signed_s" in m else None,
             "flood_per_core": fl.get("per_core"),
             "flood_growth": fl.get("growth"),
+            "fixed_us": fmed(s, "us_per_q"),
+            "fixed_avg": fmed(s, "avg"),
+            "fixed_p99": fmed(s, "p99"),
         }
     return out
 
@@ -45,9 +56,11 @@ def main():
     sizes = sorted(data)
     servers = [s for s in summarize.ORDER if any(s in data[n] for n in sizes)]
     flood = any(v.get("flood_per_core") is not None for n in sizes for v in data[n].values())
+    fixed = any(v.get("fixed_us") is not None for n in sizes for v in data[n].values())
     print("| hosts | server | median QPS | QPS per server core | avg latency (ms) | start → signed (s) | RSS after load (MiB) |"
-          + (" NXDOMAIN flood QPS per core | flood RSS growth (MiB) |" if flood else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|---|" if flood else ""))
+          + (" NXDOMAIN flood QPS per core | flood RSS growth (MiB) |" if flood else "")
+          + (" fixed rate: CPU µs/query | avg ms | p99 ms |" if fixed else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|---|" if flood else "") + ("---|---|---|" if fixed else ""))
     for n in sizes:
         for s in servers:
             v = data[n].get(s)
@@ -56,7 +69,9 @@ def main():
             print(f"| {n:,} | {s} | {summarize.fmt(v['qps'], ',.0f')} | {summarize.fmt(v['per_core'], ',.0f')} | "
                   f"{summarize.fmt(v['lat'], '.2f')} | {summarize.fmt(v['start'], '.1f')} | {summarize.fmt(v['rss'], '.0f')} |"
                   + (f" {summarize.fmt(v['flood_per_core'], ',.0f')} | {summarize.fmt(v['flood_growth'], '+.1f')} |"
-                     if flood else ""))
+                     if flood else "")
+                  + (f" {summarize.fmt(v['fixed_us'], '.2f')} | {summarize.fmt(v['fixed_avg'], '.3f')} | "
+                     f"{summarize.fmt(v['fixed_p99'], '.3f')} |" if fixed else ""))
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

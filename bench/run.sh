@@ -11,11 +11,19 @@
 #        PORT_MXDNS_API (25313), READY_TIMEOUT (s, 900), STRICT (1: stop when a kdig check fails),
 #        FLOOD (1: run the NXDOMAIN flood phase after the mix rounds, 0: skip it), FLOOD_DUR (s, 60),
 #        FLOOD_QUERIES (unique names in the flood file, 1000000),
-#        MXDNS_BIN (use this mxdns binary instead of building the working tree)
+#        MXDNS_BIN (use this mxdns binary instead of building the working tree),
+#        SHAPE (provisioned | own-tlsa), FIXED (1: fixed-rate phase), FIXED_QPS (40000), FIXED_DUR (s, 20)
 #
-# Zone: the partition zone o-v1.mx.example. with N hosts t<i> (A, AAAA, 2 x TLSA 3 1 1) from
-# bench/gen-zone.py for Knot and NSD (NSD serves it pre-signed by ldns-signzone, ECDSA P-256,
-# NSEC: NSD does not sign); mxdns gets the same data through `mxdns host bulk-add --count N`.
+# Zone, SHAPE=provisioned (default, what tenants get): N domains c<i>.example imported with
+# `mxdns domain import` (DNSSEC + DANE, the provisioning path) into a fresh store, i.e. hosts
+# c<i>-example with A, AAAA and `_25._tcp` CNAME to the partition's one shared TLSA RRset; mxdns
+# starts first and its zone is exported by AXFR (`kdig axfr`), stripped of DNSSEC records, and
+# fed to Knot (signs it) and NSD (ldns-signzone), so all three serve the identical shape.
+# SHAPE=own-tlsa (the older case): hosts t<i> (A, AAAA, 2 x TLSA 3 1 1) from bench/gen-zone.py
+# for Knot and NSD (NSD serves it pre-signed by ldns-signzone, ECDSA P-256, NSEC: NSD does not
+# sign); mxdns gets the same data through `mxdns host bulk-add --count N`.
+# Fixed rate (FIXED=1): after the saturation rounds, per round and server one dnsperf -Q FIXED_QPS
+# run: server CPU time per answered query, average and 99th-percentile latency (dnsperf -v).
 # Queries: bench/gen-queries.py (40 % TLSA, 30 % A, 20 % NXDOMAIN, 10 % NODATA; DO set by -D).
 # NXDOMAIN flood (issue requirement 6): bench/gen-flood.py (unique random non-existent names), one
 # FLOOD_DUR-second dnsperf run per server with the server's RSS sampled every second.
@@ -34,6 +42,13 @@ PORT_NSD="${PORT_NSD:-25314}"
 READY_TIMEOUT="${READY_TIMEOUT:-900}"; STRICT="${STRICT:-0}"
 FLOOD="${FLOOD:-1}"; FLOOD_DUR="${FLOOD_DUR:-60}"; FLOOD_QUERIES="${FLOOD_QUERIES:-1000000}"
 FLOOD_PID=""
+SHAPE="${SHAPE:-provisioned}"; FIXED="${FIXED:-1}"; FIXED_QPS="${FIXED_QPS:-40000}"; FIXED_DUR="${FIXED_DUR:-20}"
+case "$SHAPE" in
+  provisioned) HOSTFMT='c{i}-example' ;;
+  own-tlsa) HOSTFMT='t{i}' ;;
+  *) echo "SHAPE is provisioned or own-tlsa" >&2; exit 1 ;;
+esac
+host_of() { local f=$HOSTFMT; echo "${f/\{i\}/$1}"; }
 ORIGIN=o-v1.mx.example
 HZ=$(getconf CLK_TCK)
 RUN="$WORK/run"; RES="$WORK/results"; K="$WORK/knot"; D="$WORK/nsd"
@@ -108,17 +123,23 @@ fi
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD)
 DIRTY=$(cd "$ROOT" && git status --porcelain -- . ':!bench' | wc -l)
 
-echo "== zone and queries (N=$N)"
-t0=$(now); logrun python3 "$HERE/gen-zone.py" -n "$N" --origin "$ORIGIN." -o "$WORK/$ORIGIN.zone"
-echo "gen-zone.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
-t0=$(now); logrun python3 "$HERE/gen-queries.py" -n "$N" --origin "$ORIGIN" -o "$WORK/queries.txt"
+echo "== zone and queries (N=$N, SHAPE=$SHAPE)"
+if [ "$SHAPE" = own-tlsa ]; then
+  t0=$(now); logrun python3 "$HERE/gen-zone.py" -n "$N" --origin "$ORIGIN." -o "$WORK/$ORIGIN.zone"
+  echo "gen-zone.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
+else
+  [[ " $SERVERS " == *" mxdns "* ]] || { echo "SHAPE=provisioned exports the zone from mxdns: SERVERS needs mxdns" >&2; exit 1; }
+  rm -f "$WORK/$ORIGIN.zone"
+  python3 -c "import sys; sys.stdout.write(''.join(f'c{i}.example\\n' for i in range(1, int(sys.argv[1]) + 1)))" "$N" > "$WORK/domains.txt"
+fi
+t0=$(now); logrun python3 "$HERE/gen-queries.py" -n "$N" --host "$HOSTFMT" --origin "$ORIGIN" -o "$WORK/queries.txt"
 echo "gen-queries.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
 if [ "$FLOOD" = 1 ]; then
-  t0=$(now); logrun python3 "$HERE/gen-flood.py" -n "$N" -q "$FLOOD_QUERIES" --origin "$ORIGIN" -o "$WORK/flood.txt"
+  t0=$(now); logrun python3 "$HERE/gen-flood.py" -n "$N" -q "$FLOOD_QUERIES" --host "$HOSTFMT" --origin "$ORIGIN" -o "$WORK/flood.txt"
   echo "gen-flood.py: $(since "$t0") s" >> "$RUN/prep-times.txt"
 fi
 
-if [[ " $SERVERS " == *" mxdns "* ]]; then
+if [[ " $SERVERS " == *" mxdns "* ]] && [ "$SHAPE" = own-tlsa ]; then
   echo "== mxdns store (bulk-add)"
   rm -rf "$WORK/mxdns-data"
   t0=$(now)
@@ -126,9 +147,22 @@ if [[ " $SERVERS " == *" mxdns "* ]]; then
     || { cat "$RUN/bulk-add.txt"; echo "bulk-add failed" >&2; exit 1; }
   echo "mxdns host bulk-add --count $N: $(since "$t0") s (store $(du -sm "$WORK/mxdns-data" | cut -f1) MiB)" >> "$RUN/prep-times.txt"
   tail -3 "$RUN/bulk-add.txt"
+elif [[ " $SERVERS " == *" mxdns "* ]]; then
+  echo "== mxdns store (domain import: DNSSEC + DANE for $N domains, the provisioning path)"
+  rm -rf "$WORK/mxdns-data"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=mx \
+    -addext basicConstraints=critical,CA:FALSE -keyout "$WORK/mx-key.pem" -out "$WORK/mx-cert.pem" 2>/dev/null
+  TENANT=$("$MXDNS" --data-dir "$WORK/mxdns-data" tenant add bulk | python3 -c 'import json,sys; print(json.load(sys.stdin)["tenantId"])')
+  echo "$MXDNS --data-dir $WORK/mxdns-data tenant add bulk" >> "$CMDS"
+  logrun "$MXDNS" --data-dir "$WORK/mxdns-data" partition certificates o-v1 --current "$WORK/mx-cert.pem" > /dev/null
+  t0=$(now)
+  logrun "$MXDNS" --data-dir "$WORK/mxdns-data" domain import "$WORK/domains.txt" --tenant "$TENANT" --batch 10000 \
+    > "$RUN/import.txt" 2>&1 || { cat "$RUN/import.txt"; echo "domain import failed" >&2; exit 1; }
+  echo "mxdns domain import ($N domains, no server running): $(since "$t0") s (store $(du -sm "$WORK/mxdns-data" | cut -f1) MiB)" >> "$RUN/prep-times.txt"
+  tail -c 400 "$RUN/import.txt"; echo
 fi
 
-if [[ " $SERVERS " == *" nsd "* ]]; then
+prep_nsd() {
   echo "== NSD: the zone pre-signed by ldns-signzone (as in /work/shared/bench/prepare.sh)"
   (
     cd "$D" && rm -f K"$ORIGIN".* "$ORIGIN".zone.signed
@@ -161,7 +195,8 @@ zone:
     name: $ORIGIN.
     zonefile: "$D/$ORIGIN.zone.signed"
 EOF
-fi
+}
+if [ "$SHAPE" = own-tlsa ] && [[ " $SERVERS " == *" nsd "* ]]; then prep_nsd; fi
 
 # Knot DNS, automatic signing at load (as knot-auto in /work/shared/bench/prepare.sh)
 cat > "$K/knot.conf" <<EOF
@@ -198,7 +233,7 @@ EOF
 probe() { # the signed TLSA RRset of the last host is served
   local out
   out=$(taskset -c 1 kdig @127.0.0.1 -p "$1" +dnssec +timeout=1 +retry=0 +noall +answer +header \
-        TLSA "_25._tcp.t$N.$ORIGIN" 2>/dev/null) || return 1
+        TLSA "_25._tcp.$(host_of "$N").$ORIGIN" 2>/dev/null) || return 1
   grep -q "status: NOERROR" <<<"$out" && grep -q "RRSIG" <<<"$out"
 }
 
@@ -275,18 +310,33 @@ check_q() { # SERVER TYPE NAME KIND(positive|nxdomain|nodata)
 }
 check() {
   local s=$1
-  check_q "$s" TLSA "_25._tcp.t1.$ORIGIN" positive
-  check_q "$s" TLSA "_25._tcp.t$N.$ORIGIN" positive
-  check_q "$s" A "t$((N / 2)).$ORIGIN" positive
-  check_q "$s" AAAA "t$((N / 2)).$ORIGIN" positive
+  check_q "$s" TLSA "_25._tcp.$(host_of 1).$ORIGIN" positive
+  check_q "$s" TLSA "_25._tcp.$(host_of "$N").$ORIGIN" positive
+  check_q "$s" A "$(host_of $((N / 2))).$ORIGIN" positive
+  check_q "$s" AAAA "$(host_of $((N / 2))).$ORIGIN" positive
   check_q "$s" DNSKEY "$ORIGIN" positive
-  check_q "$s" A "t1-ffff.$ORIGIN" nxdomain
-  check_q "$s" A "t$((N + 1)).$ORIGIN" nxdomain
-  check_q "$s" MX "t1.$ORIGIN" nodata
-  check_q "$s" TLSA "_tcp.t1.$ORIGIN" nodata   # empty non-terminal
+  check_q "$s" A "$(host_of 1)-ffff.$ORIGIN" nxdomain
+  check_q "$s" A "$(host_of $((N + 1))).$ORIGIN" nxdomain
+  check_q "$s" MX "$(host_of 1).$ORIGIN" nodata
+  check_q "$s" TLSA "_tcp.$(host_of 1).$ORIGIN" nodata   # empty non-terminal
 }
 
-for s in $SERVERS; do start "$s"; done
+if [ "$SHAPE" = provisioned ]; then
+  # mxdns first; its zone (by AXFR) without the DNSSEC records is what Knot and NSD sign and serve
+  start mxdns
+  t0=$(now)
+  echo "kdig @127.0.0.1 -p $PORT_MXDNS AXFR $ORIGIN. | (drop RRSIG NSEC NSEC3 NSEC3PARAM DNSKEY CDS CDNSKEY) > $WORK/$ORIGIN.zone" >> "$CMDS"
+  kdig @127.0.0.1 -p "$PORT_MXDNS" +timeout=60 +retry=0 AXFR "$ORIGIN." > "$RUN/axfr.txt" \
+    || { echo "AXFR from mxdns failed" >&2; exit 1; }
+  awk 'BEGIN{d["RRSIG"]=d["NSEC"]=d["NSEC3"]=d["NSEC3PARAM"]=d["DNSKEY"]=d["CDS"]=d["CDNSKEY"]=1}
+       /^;/ || NF < 4 {next} !($4 in d) && !($4 == "SOA" && seen++) {print}' "$RUN/axfr.txt" > "$WORK/$ORIGIN.zone"
+  echo "AXFR from mxdns and strip: $(since "$t0") s ($(grep -c . "$RUN/axfr.txt") lines, $(wc -l < "$WORK/$ORIGIN.zone") records kept;" \
+    "types: $(awk '{print $4}' "$WORK/$ORIGIN.zone" | sort | uniq -c | awk '{printf "%s=%s ", $2, $1}'))" >> "$RUN/prep-times.txt"
+  if [[ " $SERVERS " == *" nsd "* ]]; then prep_nsd; fi
+  for s in $SERVERS; do [ "$s" = mxdns ] || start "$s"; done
+else
+  for s in $SERVERS; do start "$s"; done
+fi
 for s in $SERVERS; do check "$s"; done
 if [ "$FAILS" -gt 0 ]; then
   echo "WARNING: $FAILS kdig check(s) failed, details in $RUN/checks-failed-detail.txt" >&2
@@ -341,6 +391,37 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# Fixed rate: dnsperf -Q FIXED_QPS, well below the client's ceiling, interleaved rounds; the server's
+# CPU time per answered query (steadier than QPS at saturation on a shared VM), average and p99
+# latency (from dnsperf -v's per-query lines, which are reduced to figures and not kept).
+if [ "$FIXED" = 1 ]; then
+  for r in $(seq 1 "$ROUNDS"); do
+    for s in $SERVERS; do
+      port=$(port_of "$s"); pid=$(cat "$(pidf "$s")")
+      alive "$s" "$pid" "before fixed-rate round $r" || continue
+      out="$RES/fixed-$s-q$r.txt"
+      cmd="dnsperf -s 127.0.0.1 -p $port -d $WORK/queries.txt -D -l $FIXED_DUR -q $OUTQ -c $CLIENTS -Q $FIXED_QPS -v"
+      echo "== fixed rate $r/$ROUNDS $s: taskset -c 1 $cmd"
+      [ "$r" = 1 ] && echo "taskset -c 1 $cmd   # fixed rate (-v lines reduced to avg/p99 by fixedrate.py)" >> "$CMDS"
+      { echo "# $(date -u +%FT%TZ) N=$N fixed_round=$r server=$s qps_target=$FIXED_QPS"; echo "# cmd: taskset -c 1 $cmd"; } > "$out"
+      c0=$(cpu_ticks "$pid"); read -r b00 b10 <<<"$(core_busy)"; e0=$(rcvbuf_err); t0=$(now)
+      taskset -c 1 timeout $((FIXED_DUR + 60)) /usr/bin/time -o "$RUN/fixed-time.txt" -f "dnsperf_cpu_s=%U+%S wall_s=%e" $cmd \
+        > "$RUN/fixed-dnsperf.out" 2>&1 || echo "dnsperf rc=$?" >> "$out"
+      t1=$(now)
+      if ! kill -0 "$pid" 2>/dev/null; then echo "server_died_during_run=1" >> "$out"; echo "$s died during fixed round $r" >&2; continue; fi
+      c1=$(cpu_ticks "$pid"); read -r b01 b11 <<<"$(core_busy)"; e1=$(rcvbuf_err)
+      grep -v '^> ' "$RUN/fixed-dnsperf.out" >> "$out" || true
+      cat "$RUN/fixed-time.txt" >> "$out"
+      cpu_line "$t0" "$t1" "$c0" "$c1" "$b00" "$b01" "$b10" "$b11" "$e0" "$e1" >> "$out"
+      echo "server_cpu_ticks=$((c1 - c0)) hz=$HZ" >> "$out"
+      python3 "$HERE/fixedrate.py" --latencies "$RUN/fixed-dnsperf.out" >> "$out"
+      rm -f "$RUN/fixed-dnsperf.out"
+      python3 "$HERE/fixedrate.py" --one "$out"
+      drain "$pid"
+    done
+  done
+fi
+
 for s in $SERVERS; do
   f=$(pidf "$s"); [ -f "$f" ] || continue; pid=$(cat "$f")
   kill -0 "$pid" 2>/dev/null && meta "$s" "rss_end_mib=$(status_mib "$pid" VmRSS)" "hwm_end_mib=$(status_mib "$pid" VmHWM)"
@@ -356,7 +437,7 @@ proof() { # the denial proof of a name: NSEC and RRSIG records of the authority 
 if [ "$FLOOD" = 1 ]; then
   # two flood names under the apex (<hex>.ORIGIN sorts before ns1): the apex NSEC covers both, so a
   # server that does not sign per query answers both with the very same NSEC and RRSIG
-  read -r FN1 FN2 <<<"$(awk '$1 !~ /^x/ {print $1; if (++n == 2) exit}' "$WORK/flood.txt" | paste -sd' ')" || true
+  read -r FN1 FN2 <<<"$(awk '$1 ~ /^[0-9]/ {print $1; if (++n == 2) exit}' "$WORK/flood.txt" | paste -sd' ')" || true
   for s in $SERVERS; do
     port=$(port_of "$s"); f=$(pidf "$s"); [ -f "$f" ] || continue; pid=$(cat "$f")
     alive "$s" "$pid" "before the flood" || continue
@@ -443,9 +524,9 @@ fi
 stop_all
 
 {
-  echo "# Benchmark: mxdns beside Knot DNS (o-v1.mx.example., N = $N hosts)"
+  echo "# Benchmark: mxdns beside Knot DNS and NSD (o-v1.mx.example., N = $N hosts, shape: $SHAPE)"
   echo
-  echo "Generated by \`bench/run.sh $N $ROUNDS\` (DUR=$DUR OUTQ=$OUTQ CLIENTS=$CLIENTS) on $(date -u '+%F %H:%M') UTC."
+  echo "Generated by \`SHAPE=$SHAPE bench/run.sh $N $ROUNDS\` (DUR=$DUR OUTQ=$OUTQ CLIENTS=$CLIENTS FIXED_QPS=$FIXED_QPS FIXED_DUR=$FIXED_DUR) on $(date -u '+%F %H:%M') UTC."
   echo
   echo "## Machine and versions"
   echo
@@ -459,11 +540,19 @@ stop_all
   echo
   echo "## Setup"
   echo
-  echo "- Zone: \`gen-zone.py -n $N --origin $ORIGIN.\`: SOA, 2 NS + glue, per host \`t<i>\` A + AAAA and \`_25._tcp.t<i>\` 2 × TLSA 3 1 1, TTL 3600;"
-  echo "  Knot signs it itself (ECDSA P-256, NSEC, KSK + ZSK, fresh keys each start); mxdns gets the same hosts through"
-  echo "  \`mxdns host bulk-add --count $N\` into its SQLite store and signs everything at start."
-  echo "- Queries: \`gen-queries.py -n $N --origin $ORIGIN\` (1 000 000 lines, fixed seed): 40 % TLSA, 30 % A at existing hosts,"
-  echo "  20 % NXDOMAIN (\`t<i>-<hex>\`), 10 % NODATA (MX at \`t<i>\`); dnsperf \`-D\` sets DO."
+  if [ "$SHAPE" = provisioned ]; then
+    echo "- Zone (SHAPE=provisioned, what tenants get): $N domains \`c<i>.example\` imported by \`mxdns domain import\` (DNSSEC + DANE)"
+    echo "  into a fresh store: per host \`c<i>-example\` A + AAAA and \`_25._tcp.c<i>-example\` CNAME to the partition's one shared"
+    echo "  TLSA RRset (a TLSA query answers the CNAME and the TLSA RRset, both signed); mxdns signs everything at start (full build"
+    echo "  from the store). Its zone, transferred by AXFR (\`kdig axfr\`) without RRSIG/NSEC/DNSKEY/CDS/CDNSKEY, is what Knot signs"
+    echo "  itself (ECDSA P-256, NSEC, fresh keys each start) and what ldns-signzone signs for NSD: the identical shape."
+  else
+    echo "- Zone (SHAPE=own-tlsa): \`gen-zone.py -n $N --origin $ORIGIN.\`: SOA, 2 NS + glue, per host \`t<i>\` A + AAAA and \`_25._tcp.t<i>\` 2 × TLSA 3 1 1, TTL 3600;"
+    echo "  Knot signs it itself (ECDSA P-256, NSEC, KSK + ZSK, fresh keys each start); mxdns gets the same hosts through"
+    echo "  \`mxdns host bulk-add --count $N\` into its SQLite store and signs everything at start."
+  fi
+  echo "- Queries: \`gen-queries.py -n $N --host '$HOSTFMT' --origin $ORIGIN\` (1 000 000 lines, fixed seed): 40 % TLSA, 30 % A at existing hosts,"
+  echo "  20 % NXDOMAIN (\`<host>-<hex>\`), 10 % NODATA (MX at the host); dnsperf \`-D\` sets DO."
   echo "- Each server pinned to CPU 0 (\`taskset -c 0\`, all its threads) with one worker (Knot \`udp-workers: 1\`, mxdns \`--workers 1\`),"
   echo "  dnsperf pinned to CPU 1; $ROUNDS interleaved rounds × $DUR s per server; loopback."
   echo "- Start → signed answers: from exec until \`kdig +dnssec TLSA _25._tcp.t$N.$ORIGIN\` returns NOERROR with RRSIG"
@@ -479,6 +568,12 @@ stop_all
   echo
   python3 "$HERE/summarize.py" "$RES" --servers "$RUN/servers.txt"
   echo
+  if [ "$FIXED" = 1 ]; then
+    echo "### Fixed rate: $FIXED_QPS queries per second (\`dnsperf -Q $FIXED_QPS -l $FIXED_DUR\`, $ROUNDS interleaved rounds)"
+    echo
+    python3 "$HERE/fixedrate.py" --table "$RES"
+    echo
+  fi
   echo "## Exact commands"
   echo
   echo '```'

@@ -29,7 +29,7 @@ FLAT_MIB = 1.0
 
 def mix_files(d):
     return [p for p in sorted(glob.glob(os.path.join(d, "*-r*.txt")))
-            if not os.path.basename(p).startswith("flood-")]
+            if not os.path.basename(p).startswith(("flood-", "fixed-"))]
 
 
 def flood_files(d):

@@ -945,3 +945,350 @@ fn the_start_refuses_soa_timers_that_outlive_signatures_and_bad_secondaries() {
     let e = attempt("[[secondaries]]\nname = \"n\"\naddress = \"ns.example:53\"\ntsig = \"n\"\n");
     assert!(e.contains("bad address") && e.contains("\"n\""), "{e}");
 }
+
+/// TTLs of 2 s and safety margins of 1 s; the server's own scheduler runs every second and a
+/// key step that waits for a secondary more than 6 s is an alarm.
+const FAST_KEYS: &str = "host_ttl = 2
+[ttl]
+soa = 2
+negative = 2
+ns = 2
+dnskey = 2
+ds = 2
+[keys]
+check_interval = 1
+fleet_wait_alarm = 6
+fleet_timeout_ms = 500
+[keys.timing]
+propagation_delay = 1
+publish_safety = 1
+retire_safety = 1
+parent_ds_ttl = 2
+parent_propagation_delay = 1
+";
+
+fn keys_json(s: &Server, zone: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&s.cmd(&["keys", "list", "--zone", zone, "--json"])).unwrap();
+    v[0].clone()
+}
+
+/// The key tags of a zone's keys of `role` in `state`.
+fn key_tags(z: &serde_json::Value, role: &str, state: &str) -> Vec<u64> {
+    z["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["role"] == role && k["state"] == state)
+        .map(|k| k["key_tag"].as_u64().unwrap())
+        .collect()
+}
+
+/// Waits (bounded) until the zone's `keys list` satisfies `pred`.
+fn wait_keys_list(
+    s: &Server,
+    zone: &str,
+    secs: u64,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let z = keys_json(s, zone);
+        if pred(&z) {
+            return z;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {z:#}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Rolls `role` of `zone` now and waits until the old key is removed and a new one active.
+fn roll_through(s: &Server, zone: &str, role: &str, secs: u64) -> (u64, u64) {
+    let before = keys_json(s, zone);
+    let old = key_tags(&before, role, "active");
+    assert_eq!(old.len(), 1, "{before:#}");
+    s.cmd(&[
+        "keys",
+        "roll",
+        "--zone",
+        zone,
+        &format!("--{role}"),
+        "--now",
+    ]);
+    let z = wait_keys_list(s, zone, secs, &format!("the {role} roll of {zone}"), |z| {
+        key_tags(z, role, "removed").contains(&old[0])
+            && key_tags(z, role, "active").len() == 1
+            && key_tags(z, role, "active") != old
+    });
+    (old[0], key_tags(&z, role, "active")[0])
+}
+
+/// Validating queries through a resolver in a loop until stopped: every answer AD, none
+/// SERVFAIL.
+fn validate_continuously(
+    resolver: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let cases = [
+            ("h1.o-v1.mx.example.", RecordType::A, ResponseCode::NoError),
+            (
+                "_25._tcp.h1.o-v1.mx.example.",
+                RecordType::TLSA,
+                ResponseCode::NoError,
+            ),
+            (
+                "nx-fleet.o-v1.mx.example.",
+                RecordType::A,
+                ResponseCode::NXDomain,
+            ),
+            (
+                "o-v1.mx.example.",
+                RecordType::DNSKEY,
+                ResponseCode::NoError,
+            ),
+            ("mx.example.", RecordType::DNSKEY, ResponseCode::NoError),
+        ];
+        let t0 = Instant::now();
+        let (mut n, mut errors) = (0, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::SeqCst)
+            && t0.elapsed() < Duration::from_secs(300)
+        {
+            for (name, rtype, rcode) in cases {
+                // a query Unbound first sent to the stopped secondary may outlast our wait:
+                // asked again once (an answer, never a SERVFAIL, is what counts)
+                let answer = query_udp(resolver, name, rtype, true, 1232)
+                    .or_else(|_| query_udp(resolver, name, rtype, true, 1232));
+                match answer {
+                    Ok(m) => {
+                        n += 1;
+                        let rc = m.metadata.response_code;
+                        if rc != rcode || !m.metadata.authentic_data {
+                            errors.push(format!(
+                                "{:.1}s {name} {rtype}: {rc:?} AD={}",
+                                t0.elapsed().as_secs_f64(),
+                                m.metadata.authentic_data
+                            ));
+                        }
+                    }
+                    Err(e) => errors.push(format!("{name} {rtype}: {e}")),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (n, errors)
+    })
+}
+
+/// Item 5 of issue 11: with NSD and Knot as the only servers Unbound knows, a ZSK roll and a
+/// partition KSK roll go through without a SERVFAIL, each step counted from when both
+/// secondaries serve it; with Knot stopped the next roll waits, says why (keys list, the keys
+/// API, the log, and health once past `fleet_wait_alarm`), and goes on when Knot is back.
+#[test]
+fn rollovers_wait_for_every_secondary_and_unbound_validates_through_them() {
+    let (s, nsd_addr, knot_addr) = primary(0, FAST_KEYS);
+    s.cmd(&[
+        "host",
+        "add",
+        "h1.o-v1.mx.example.",
+        "--a",
+        "192.0.2.25",
+        "--tlsa",
+        &format!("3 1 1 {}", "ab".repeat(32)),
+        "--ttl",
+        "2",
+    ]);
+    let nsd = Secondary::start(&s, Kind::Nsd, "nsd1", nsd_addr, |b| b);
+    let mut knot = Secondary::start(&s, Kind::Knot, "knot1", knot_addr, |b| b);
+    for z in ZONES {
+        let serial = serial_of(&s, z);
+        nsd.wait_serial(z, serial, 30);
+        knot.wait_serial(z, serial, 30);
+    }
+    let p = "o-v1.mx.example.";
+    // the first keys are seen on the fleet: nothing waits
+    wait_keys_list(&s, p, 20, "the first keys seen on the fleet", |z| {
+        z["waiting_for_fleet"].is_null()
+    });
+    let ds = s.cmd(&["keys", "ds"]);
+    let u = Unbound::start_stubs(
+        &ds,
+        &[nsd.addr, knot.addr],
+        "  aggressive-nsec: no\n  cache-max-negative-ttl: 1\n",
+        free_port(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let q = validate_continuously(u.addr, stop.clone());
+    std::thread::sleep(Duration::from_secs(1));
+
+    // a ZSK roll and a partition KSK roll, every step after both secondaries serve it
+    let t0 = Instant::now();
+    let (old_zsk, new_zsk) = roll_through(&s, p, "zsk", 40);
+    let (old_ksk, new_ksk) = roll_through(&s, p, "ksk", 40);
+    let rolls = t0.elapsed();
+    let z = keys_json(&s, p);
+    let by_tag = |tag: u64| {
+        z["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["key_tag"] == tag)
+            .unwrap()
+            .clone()
+    };
+    let unix = |k: &serde_json::Value, f: &str| k[f]["unix"].as_u64();
+    // the fleet's moments are stored with the steps and the waits count from them
+    let (oz, nz) = (by_tag(old_zsk), by_tag(new_zsk));
+    let switched = unix(&nz, "active").unwrap();
+    let seen = unix(&nz, "published_fleet").expect("publication seen on the fleet");
+    assert!(seen >= unix(&nz, "published").unwrap());
+    assert!(switched >= seen + 3, "{z:#}");
+    let retired_seen = unix(&oz, "retired_fleet").expect("switch seen on the fleet");
+    assert!(retired_seen >= switched);
+    assert!(unix(&oz, "removed").unwrap() >= retired_seen + 3, "{z:#}");
+    let (ok, nk) = (by_tag(old_ksk), by_tag(new_ksk));
+    assert!(unix(&nk, "ds_submitted").unwrap() >= unix(&nk, "published_fleet").unwrap() + 3);
+    let ds_seen = unix(&nk, "ds_fleet").expect("the parent's DS seen on the fleet");
+    assert!(ds_seen >= unix(&nk, "ds_submitted").unwrap());
+    assert!(unix(&ok, "removed").unwrap() >= ds_seen + 3, "{z:#}");
+    let log = s.log();
+    assert!(
+        log.contains("every secondary serves the key steps stored so far"),
+        "{log}"
+    );
+    // both secondaries serve the new keys only
+    std::thread::sleep(Duration::from_millis(500));
+    for z in ZONES {
+        let serial = serial_of(&s, z);
+        nsd.wait_serial(z, serial, 10);
+        knot.wait_serial(z, serial, 10);
+    }
+    for sec in [&nsd, &knot] {
+        let m = query_udp(sec.addr, p, RecordType::DNSKEY, true, 1232).unwrap();
+        let tags: Vec<u16> = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::DNSKEY(k)) => {
+                    k.calculate_key_tag().ok()
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(
+            tags.contains(&(new_zsk as u16)) && tags.contains(&(new_ksk as u16)),
+            "{} serves {tags:?}",
+            sec.name
+        );
+        assert!(!tags.contains(&(old_zsk as u16)) && !tags.contains(&(old_ksk as u16)));
+    }
+
+    // Knot stops: the next ZSK roll publishes its key and then waits for Knot, saying so
+    knot.stop();
+    let before = keys_json(&s, p);
+    let old = key_tags(&before, "zsk", "active");
+    s.cmd(&["keys", "roll", "--zone", p, "--zsk", "--now"]);
+    let z = wait_keys_list(&s, p, 20, "the roll to wait for knot1", |z| {
+        z["waiting_for_fleet"]["lagging"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|x| x["secondary"] == "knot1"))
+    });
+    let lagging = &z["waiting_for_fleet"]["lagging"];
+    assert!(
+        lagging
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["secondary"] == "knot1"),
+        "only Knot lags: {z:#}"
+    );
+    let table = s.cmd(&["keys", "list", "--zone", p]);
+    assert!(
+        table.contains("WAITING for the fleet") && table.contains("knot1"),
+        "{table}"
+    );
+    let admin = s.admin_token();
+    let (st, v) = http(
+        s.api,
+        "GET",
+        &format!("/v1/zones/{p}/keys"),
+        Some(&admin),
+        None,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v.to_string().contains("knot1"),
+        "the keys API names it: {v}"
+    );
+    // past the alarm: health says it, loudly, naming Knot; the roll has not moved
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        let (st, v) = http(s.api, "GET", "/v1/health", None, None);
+        if st == 503 && v.to_string().contains("knot1") {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never named knot1: {st} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert!(health.to_string().contains("fleet_wait_alarm"), "{health}");
+    let z = keys_json(&s, p);
+    assert_eq!(
+        key_tags(&z, "zsk", "active"),
+        old,
+        "the switch waits: {z:#}"
+    );
+    assert_eq!(key_tags(&z, "zsk", "published").len(), 1, "{z:#}");
+    let log = s.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("key rollover waits for the fleet") && l.contains("knot1")),
+        "warned: {log}"
+    );
+    // the scheduler's next check (every second) logs the error
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s
+        .log()
+        .lines()
+        .any(|l| l.contains("ERROR") && l.contains("keys.fleet_wait_alarm") && l.contains("knot1"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no error past the alarm: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // Knot is back: it catches up, the roll goes on, health is fine again
+    knot.spawn();
+    wait_keys_list(&s, p, 40, "the roll to go on once Knot is back", |z| {
+        key_tags(z, "zsk", "removed").contains(&old[0]) && key_tags(z, "zsk", "active") != old
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, v) = http(s.api, "GET", "/v1/health", None, None);
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health stays unhealthy: {v}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (n, errors) = q.join().unwrap();
+    assert!(n > 100, "only {n} answers");
+    assert!(
+        errors.is_empty(),
+        "{} of {n} answers failed validation (rolls took {rolls:?}): {errors:#?}\n{}",
+        errors.len(),
+        u.log()
+    );
+}

@@ -22,6 +22,19 @@
 //! ```
 //! An unscheduled roll ([`request_roll`]) ends the current key's lifetime now; the steps and
 //! their waiting times stay the same, so even an emergency roll never breaks validation.
+//!
+//! With a fleet of secondaries ([`Policy::fleet`]), Dprp is not a guessed constant: each step
+//! whose safety relies on it (a new DNSKEY published, a ZSK switch, a DS written in a parent we
+//! serve) counts its waiting time from the moment every secondary was first seen serving the
+//! serial that carries it (`*_fleet` in [`KeyTimes`], an input: the caller asks the secondaries
+//! and stores that moment, [`fleet_seen`]). Until then the roll waits ([`Action::WaitForFleet`]):
+//!
+//! ```text
+//!   step stored at t ─► the primary serves it (serial S) ─► every secondary serves >= S at f
+//!   ready        = published_fleet + TTLkey + publish_safety
+//!   ZSK removal  = retired_fleet   + TTLsig + retire_safety
+//!   KSK removal  = ds_fleet        + TTLds  + retire_safety   (partitions; the apex: ds_seen + IretKSK)
+//! ```
 
 /// Timing policy of a zone's keys (seconds). The defaults and the reason for each are in the
 /// field docs and in README.md.
@@ -46,6 +59,9 @@ pub struct Policy {
     pub publish_safety: u64,
     /// Extra time added before an old key is removed (3600 s).
     pub retire_safety: u64,
+    /// Secondaries serve the zone: Dprp is measured (the `*_fleet` times of [`KeyTimes`])
+    /// instead of `propagation_delay` / `parent_propagation_delay` (partitions).
+    pub fleet: bool,
 }
 
 impl Default for Policy {
@@ -60,6 +76,7 @@ impl Default for Policy {
             parent_propagation_delay: 300,
             publish_safety: 3600,
             retire_safety: 3600,
+            fleet: false,
         }
     }
 }
@@ -77,6 +94,34 @@ impl Policy {
     /// points at the old key.
     pub fn ksk_retire_interval(&self) -> u64 {
         self.parent_propagation_delay + self.parent_ds_ttl + self.retire_safety
+    }
+    /// When a published key is in every cache (None: the fleet has not served it yet).
+    pub fn ready_at(&self, k: &KeyTimes) -> Option<u64> {
+        if self.fleet {
+            k.published_fleet
+                .map(|f| f + self.dnskey_ttl + self.publish_safety)
+        } else {
+            k.published.map(|t| t + self.publish_interval())
+        }
+    }
+    /// When a retired ZSK may go (None: the fleet has not served the switch yet).
+    fn zsk_remove_at(&self, k: &KeyTimes) -> Option<u64> {
+        if self.fleet {
+            k.retired_fleet
+                .map(|f| f + self.max_zone_ttl + self.retire_safety)
+        } else {
+            k.retired.map(|t| t + self.zsk_retire_interval())
+        }
+    }
+    /// When the old KSK may go, the new one `s` having its DS seen at the parent (None: the
+    /// fleet has not served the parent's new DS yet).
+    fn ksk_remove_at(&self, s: &KeyTimes, parent: Parent) -> Option<u64> {
+        if self.fleet && parent == Parent::Ours {
+            s.ds_fleet
+                .map(|f| f + self.parent_ds_ttl + self.retire_safety)
+        } else {
+            s.ds_seen.map(|t| t + self.ksk_retire_interval())
+        }
     }
     fn lifetime(&self, role: KeyRole) -> u64 {
         match role {
@@ -120,6 +165,11 @@ pub struct KeyTimes {
     pub ds_seen: Option<u64>,
     /// An unscheduled roll was asked for at this time: the key's lifetime ends then.
     pub roll_requested: Option<u64>,
+    /// With a fleet: when every secondary was first seen serving the serial that carries this
+    /// key's publication, its retirement (ZSK switch), its DS in the parent we serve.
+    pub published_fleet: Option<u64>,
+    pub retired_fleet: Option<u64>,
+    pub ds_fleet: Option<u64>,
 }
 
 /// The state of a key at a moment, computed from its timestamps.
@@ -159,10 +209,7 @@ impl KeyTimes {
         } else if at(self.active, now) {
             // the planner activates a ZSK only once it is ready (except a zone's first keys)
             KeyState::Active
-        } else if self
-            .published
-            .is_some_and(|t| t + p.publish_interval() <= now)
-        {
+        } else if at(self.published, now) && p.ready_at(self).is_some_and(|t| t <= now) {
             KeyState::Ready
         } else if at(self.published, now) {
             KeyState::Published
@@ -207,6 +254,24 @@ pub enum Action {
     Update { key: KeyTimes, step: Step },
     /// The apex's rollover waits for the parent to show the DS of this key.
     WaitForParentDs { id: i64, tag: u16 },
+    /// The roll waits for every secondary to serve `step` of this key, stored at `since`
+    /// (the caller asks them, then stores the moment with [`fleet_seen`]).
+    WaitForFleet {
+        id: i64,
+        tag: u16,
+        step: Step,
+        since: u64,
+    },
+}
+
+impl Action {
+    /// A wait on someone else (the parent, the fleet), not a step to carry out.
+    pub fn is_wait(&self) -> bool {
+        matches!(
+            self,
+            Action::WaitForParentDs { .. } | Action::WaitForFleet { .. }
+        )
+    }
 }
 
 /// The steps of the two state machines, for logs and `keys list`.
@@ -263,6 +328,14 @@ impl Plan {
     fn update(&mut self, key: KeyTimes, step: Step) {
         self.actions.push(Action::Update { key, step });
     }
+    fn wait_fleet(&mut self, k: &KeyTimes, step: Step, since: u64) {
+        self.actions.push(Action::WaitForFleet {
+            id: k.id,
+            tag: k.tag,
+            step,
+            since,
+        });
+    }
 }
 
 /// One step of the rollover of the `role` keys of a zone at `now`. Pure; persist the actions,
@@ -287,7 +360,10 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
     if role == KeyRole::Zsk {
         // retired ZSKs go once no cached signature can need them
         for k in live.iter().filter(|k| at(k.retired, now)) {
-            let remove_at = k.retired.unwrap_or(now) + p.zsk_retire_interval();
+            let Some(remove_at) = p.zsk_remove_at(k) else {
+                out.wait_fleet(k, Step::SwitchZsk, k.retired.unwrap_or(now));
+                continue;
+            };
             if now >= remove_at {
                 out.update(
                     KeyTimes {
@@ -328,7 +404,10 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
                     }
                 }
                 Some(s) => {
-                    let ready = s.published.unwrap_or(now) + p.publish_interval();
+                    let Some(ready) = p.ready_at(s) else {
+                        out.wait_fleet(s, Step::PublishSuccessor, s.published.unwrap_or(now));
+                        return out;
+                    };
                     let switch = end.max(ready);
                     if now >= switch {
                         out.update(
@@ -345,7 +424,9 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
                             },
                             Step::SwitchZsk,
                         );
-                        out.later(now + p.zsk_retire_interval(), Step::RemoveZsk, now);
+                        if !p.fleet {
+                            out.later(now + p.zsk_retire_interval(), Step::RemoveZsk, now);
+                        }
                     } else {
                         out.later(switch, Step::SwitchZsk, now);
                     }
@@ -372,8 +453,11 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
                 }
                 return out;
             };
-            let ready = s.published.unwrap_or(now) + p.publish_interval();
             if s.ds_submitted.is_none() {
+                let Some(ready) = p.ready_at(s) else {
+                    out.wait_fleet(s, Step::PublishSuccessor, s.published.unwrap_or(now));
+                    return out;
+                };
                 if now >= ready {
                     let mut k = s.clone();
                     k.ds_submitted = Some(now);
@@ -381,7 +465,7 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
                         k.ds_seen = Some(now);
                     }
                     out.update(k, Step::SubmitDs);
-                    if parent == Parent::Ours {
+                    if parent == Parent::Ours && !p.fleet {
                         out.later(now + p.ksk_retire_interval(), Step::RemoveKsk, now);
                     }
                 } else {
@@ -389,15 +473,18 @@ pub fn plan(role: KeyRole, keys: &[KeyTimes], now: u64, p: &Policy, parent: Pare
                 }
                 return out;
             }
-            let Some(seen) = s.ds_seen else {
+            if s.ds_seen.is_none() {
                 out.actions.push(Action::WaitForParentDs {
                     id: s.id,
                     tag: s.tag,
                 });
                 return out;
-            };
+            }
             // the old DS may be cached until seen + DprpP + TTLds (+ safety): only then go
-            let remove_old = seen + p.ksk_retire_interval();
+            let Some(remove_old) = p.ksk_remove_at(s, parent) else {
+                out.wait_fleet(s, Step::SubmitDs, s.ds_submitted.unwrap_or(now));
+                return out;
+            };
             if now >= remove_old {
                 out.update(
                     KeyTimes {
@@ -487,6 +574,50 @@ pub fn confirm_ds_seen(keys: &[KeyTimes], now: u64) -> Result<KeyTimes, Refusal>
         .ok_or(Refusal::NothingWaits)
 }
 
+/// The steps of a zone's keys the fleet has not yet been seen serving (`Policy::fleet`), and
+/// since when the oldest of them was stored (None: nothing waits for the fleet). Only the
+/// steps whose timing the planner reads: publication, the ZSK switch, the DS in a parent we
+/// serve, of keys not removed.
+pub fn fleet_pending(keys: &[KeyTimes], now: u64, parent: Parent) -> Option<u64> {
+    keys.iter()
+        .filter(|k| !at(k.removed, now))
+        .flat_map(|k| {
+            [
+                k.published.filter(|_| k.published_fleet.is_none()),
+                k.retired.filter(|_| k.retired_fleet.is_none()),
+                k.ds_submitted
+                    .filter(|_| parent == Parent::Ours && k.ds_fleet.is_none()),
+            ]
+        })
+        .flatten()
+        .filter(|t| *t <= now)
+        .min()
+}
+
+/// Every secondary serves (at `seen`) a serial carrying every step stored so far: the keys
+/// whose fleet times change (missing ones set to `seen`). Persist them; they change nothing
+/// that is published, only when the following steps may come.
+pub fn fleet_seen(keys: &[KeyTimes], seen: u64, parent: Parent) -> Vec<KeyTimes> {
+    let mut out = Vec::new();
+    for k in keys.iter().filter(|k| !at(k.removed, seen)) {
+        let mut n = k.clone();
+        let fill = |step: Option<u64>, f: &mut Option<u64>| {
+            if step.is_some_and(|t| t <= seen) && f.is_none() {
+                *f = Some(seen);
+            }
+        };
+        fill(k.published, &mut n.published_fleet);
+        fill(k.retired, &mut n.retired_fleet);
+        if parent == Parent::Ours {
+            fill(k.ds_submitted, &mut n.ds_fleet);
+        }
+        if n != *k {
+            out.push(n);
+        }
+    }
+    out
+}
+
 /// What a zone and its parent publish at `now`, by key id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySets {
@@ -549,6 +680,13 @@ mod tests {
         keys: Vec<KeyTimes>,
         next_id: i64,
         history: Vec<(u64, KeySets)>,
+        /// When every secondary served each entry of `history` (its time without a fleet).
+        arrivals: Vec<u64>,
+        /// The fleet (`p.fleet`): how long each new version takes to reach every secondary
+        /// (cycled); when the latest version arrives.
+        lags: Vec<u64>,
+        lag_i: usize,
+        arrival: u64,
     }
 
     impl Sim {
@@ -560,7 +698,40 @@ mod tests {
                 keys: Vec::new(),
                 next_id: 0,
                 history: Vec::new(),
+                arrivals: Vec::new(),
+                lags: vec![0],
+                lag_i: 0,
+                arrival: 0,
             }
+        }
+
+        /// With a fleet whose secondaries take `lags` (cycled) to serve each new version.
+        fn with_fleet(
+            mut p: Policy,
+            parent: Parent,
+            confirm_after: Option<u64>,
+            lags: &[u64],
+        ) -> Self {
+            p.fleet = true;
+            let mut sim = Self::new(p, parent, confirm_after);
+            sim.lags = if lags.is_empty() {
+                vec![0]
+            } else {
+                lags.to_vec()
+            };
+            sim
+        }
+
+        /// A new version of the keys was stored at `now`: the fleet serves it after a lag, and
+        /// never an older version after a newer one.
+        fn bump(&mut self, now: u64) {
+            let lag = if self.p.fleet {
+                self.lags[self.lag_i % self.lags.len()]
+            } else {
+                0
+            };
+            self.lag_i += 1;
+            self.arrival = self.arrival.max(now + lag);
         }
 
         fn apply(&mut self, actions: &[Action], now: u64) {
@@ -581,6 +752,7 @@ mod tests {
                         let i = self.keys.iter().position(|x| x.id == key.id).unwrap();
                         self.keys[i] = key.clone();
                     }
+                    Action::WaitForFleet { .. } => {}
                     Action::WaitForParentDs { .. } => {
                         if let Ok(k) = confirm_ds_seen(&self.keys, now) {
                             if self
@@ -603,15 +775,20 @@ mod tests {
 
         /// One run of the roll command at `now`: every due step of both roles.
         fn step(&mut self, now: u64) -> Option<u64> {
+            // the runner's fleet check: every secondary serves the latest version
+            if self.p.fleet && self.arrival <= now {
+                for k in fleet_seen(&self.keys, now, self.parent) {
+                    let i = self.keys.iter().position(|x| x.id == k.id).unwrap();
+                    self.keys[i] = k;
+                }
+            }
+            let before = self.keys.clone();
             let mut next: Option<u64> = None;
             for role in [KeyRole::Ksk, KeyRole::Zsk] {
                 for i in 0.. {
                     assert!(i < 8, "the planner does not settle: {:?}", self.keys);
                     let pl = plan(role, &self.keys, now, &self.p, self.parent);
-                    let acts = pl
-                        .actions
-                        .iter()
-                        .any(|a| !matches!(a, Action::WaitForParentDs { .. }));
+                    let acts = pl.actions.iter().any(|a| !a.is_wait());
                     self.apply(&pl.actions, now);
                     if !acts {
                         next = match (next, pl.next_event()) {
@@ -622,24 +799,30 @@ mod tests {
                     }
                 }
             }
-            let sets = key_sets(&self.keys, now, self.parent);
-            if self.history.last().is_none_or(|(_, s)| *s != sets) {
-                self.history.push((now, sets));
+            if self.keys != before {
+                self.bump(now);
             }
+            self.record(now);
             next
         }
 
-        /// The sets published at some time in `[from, to]`.
+        fn record(&mut self, now: u64) {
+            let sets = key_sets(&self.keys, now, self.parent);
+            if self.history.last().is_none_or(|(_, s)| *s != sets) {
+                self.history.push((now, sets));
+                self.arrivals
+                    .push(if self.p.fleet { self.arrival } else { now });
+            }
+        }
+
+        /// The sets served by some server at some time in `[from, to]`: an entry is served
+        /// from its time (a secondary may transfer it at once) until every secondary serves a
+        /// later one (without a fleet: until the next entry).
         fn during(&self, from: u64, to: u64) -> Vec<&KeySets> {
-            let first = self
-                .history
-                .iter()
-                .rposition(|(t, _)| *t <= from)
-                .unwrap_or(0);
-            self.history[first..]
-                .iter()
-                .filter(|(t, _)| *t <= to)
-                .map(|(_, s)| s)
+            let n = self.history.len();
+            (0..n)
+                .filter(|&i| self.history[i].0 <= to && (i + 1 == n || self.arrivals[i + 1] > from))
+                .map(|i| &self.history[i].1)
                 .collect()
         }
 
@@ -681,39 +864,60 @@ mod tests {
             {
                 assert!(sets.dnskey.contains(id), "key {id} used but not published");
             }
-            let ttl_key = p.propagation_delay + p.dnskey_ttl;
-            let ttl_sig = p.propagation_delay + p.max_zone_ttl;
-            let ttl_ds = p.parent_propagation_delay + p.parent_ds_ttl;
-            // a validator with a DNSKEY RRset cached since t has today's ZSK and a key of the
-            // parent's DS among today's KSK signers...
-            for old in self.during(now.saturating_sub(ttl_key), now) {
-                for z in &sets.zsk_signers {
+            // with a fleet the propagation is in the history (what some server serves), not in
+            // the TTLs
+            let fleet = p.fleet;
+            let ds_fleet = fleet && self.parent == Parent::Ours;
+            let dprp = if fleet { 0 } else { p.propagation_delay };
+            let ttl_key = dprp + p.dnskey_ttl;
+            let ttl_sig = dprp + p.max_zone_ttl;
+            let ttl_ds = if ds_fleet {
+                p.parent_ds_ttl
+            } else {
+                p.parent_propagation_delay + p.parent_ds_ttl
+            };
+            let cached_ds: Vec<i64> = if ds_fleet {
+                self.during(now.saturating_sub(ttl_ds), now)
+                    .iter()
+                    .filter_map(|s| s.parent_ds.iter().max().copied())
+                    .collect()
+            } else {
+                self.ds_during(now.saturating_sub(ttl_ds), now)
+            };
+            // what some server serves now (with a fleet: a secondary may lag)
+            for sets in self.during(now, now) {
+                // a validator with a DNSKEY RRset cached since t has today's ZSK and a key of
+                // the parent's DS among today's KSK signers...
+                for old in self.during(now.saturating_sub(ttl_key), now) {
+                    for z in &sets.zsk_signers {
+                        assert!(
+                            old.dnskey.contains(z),
+                            "ZSK {z} signs before it is in caches at {now}"
+                        );
+                    }
+                    let ds = self.parent_ds(now, true).expect("a DS in the parent");
                     assert!(
-                        old.dnskey.contains(z),
-                        "ZSK {z} signs before it is in caches at {now}"
+                        old.ksk_signers.contains(&ds),
+                        "DS {ds} at the parent before its key is in caches at {now}"
                     );
                 }
-                let ds = self.parent_ds(now, true).expect("a DS in the parent");
-                assert!(
-                    old.ksk_signers.contains(&ds),
-                    "DS {ds} at the parent before its key is in caches at {now}"
-                );
-            }
-            // ...and one with a signature cached since t still finds its key
-            for old in self.during(now.saturating_sub(ttl_sig), now) {
-                for z in &old.zsk_signers {
+                // ...and one with a signature cached since t still finds its key
+                for old in self.during(now.saturating_sub(ttl_sig), now) {
+                    for z in &old.zsk_signers {
+                        assert!(
+                            sets.dnskey.contains(z),
+                            "ZSK {z} removed while its signatures are cached at {now}"
+                        );
+                    }
+                }
+                // one with a DS RRset cached since t finds a KSK of it signing today's DNSKEY
+                // RRset
+                for ds in &cached_ds {
                     assert!(
-                        sets.dnskey.contains(z),
-                        "ZSK {z} removed while its signatures are cached at {now}"
+                        sets.ksk_signers.contains(ds),
+                        "cached DS {ds} has no signing KSK at {now}"
                     );
                 }
-            }
-            // one with a DS RRset cached since t finds a KSK of it signing today's DNSKEY RRset
-            for ds in self.ds_during(now.saturating_sub(ttl_ds), now) {
-                assert!(
-                    sets.ksk_signers.contains(&ds),
-                    "cached DS {ds} has no signing KSK at {now}"
-                );
             }
         }
 
@@ -752,6 +956,7 @@ mod tests {
                             }],
                             now,
                         );
+                        self.bump(now);
                     }
                 }
                 let next = self.step(now);
@@ -760,10 +965,7 @@ mod tests {
                 for role in [KeyRole::Ksk, KeyRole::Zsk] {
                     let again = plan(role, &self.keys, now, &self.p, self.parent);
                     assert!(
-                        again
-                            .actions
-                            .iter()
-                            .all(|a| matches!(a, Action::WaitForParentDs { .. })),
+                        again.actions.iter().all(Action::is_wait),
                         "second run at {now} acts: {again:?}"
                     );
                 }
@@ -773,6 +975,9 @@ mod tests {
                 }
                 if let Some(r) = rolls.first() {
                     t = t.min(r.0);
+                }
+                if self.p.fleet && self.arrival > now {
+                    t = t.min(self.arrival);
                 }
                 now = t.max(now + 1);
                 runs += 1;
@@ -970,7 +1175,124 @@ mod tests {
                 parent_propagation_delay: pp,
                 publish_safety: ps,
                 retire_safety: rs,
+                fleet: false,
             })
+    }
+
+    #[test]
+    fn a_lagging_fleet_holds_each_step_and_counts_from_its_arrival() {
+        let p = Policy {
+            zsk_lifetime: 10 * 86400,
+            ksk_lifetime: 10 * 86400,
+            ..Policy::default()
+        };
+        // every version takes 3 days to reach the last secondary (one was down)
+        let lag = 3 * 86400;
+        let mut sim = Sim::with_fleet(p, Parent::Ours, None, &[lag]);
+        sim.run(25 * 86400, 3600, &[]);
+        let zsks = sim.of(KeyRole::Zsk);
+        assert!(zsks.len() >= 2, "{zsks:?}");
+        let (old, new) = (zsks[0], zsks[1]);
+        let published = new.published.unwrap();
+        let seen = new.published_fleet.unwrap();
+        assert!(seen >= published + lag, "seen before it arrived: {new:?}");
+        // the switch waited for the fleet, then for the TTL and the safety margin only
+        let switch = new.active.unwrap();
+        assert!(switch >= seen + p.dnskey_ttl + p.publish_safety);
+        assert!(
+            switch > old.active.unwrap() + p.zsk_lifetime,
+            "held past the lifetime"
+        );
+        assert!(switch <= seen + p.dnskey_ttl + p.publish_safety + 3600);
+        let removed = old.removed.unwrap();
+        assert!(removed >= old.retired_fleet.unwrap() + p.max_zone_ttl + p.retire_safety);
+        assert!(old.retired_fleet.unwrap() >= switch + lag);
+        // the partition's KSK: the old one goes once the parent's new DS reached the fleet
+        let ksks = sim.of(KeyRole::Ksk);
+        let (ko, kn) = (ksks[0], ksks[1]);
+        assert!(kn.ds_submitted.unwrap() >= kn.published_fleet.unwrap() + p.dnskey_ttl);
+        assert!(kn.ds_fleet.unwrap() >= kn.ds_submitted.unwrap() + lag);
+        assert!(ko.removed.unwrap() >= kn.ds_fleet.unwrap() + p.parent_ds_ttl + p.retire_safety);
+
+        // a fleet that is up to date does not wait Dprp: the measured delay replaces it
+        let p = Policy {
+            propagation_delay: 86400,
+            ..p
+        };
+        let mut slow = Sim::new(p, Parent::Ours, None);
+        slow.run(12 * 86400, 600, &[]);
+        let mut fast = Sim::with_fleet(p, Parent::Ours, None, &[0]);
+        fast.run(12 * 86400, 600, &[]);
+        let ready = |s: &Sim| s.of(KeyRole::Zsk)[1].active.unwrap();
+        assert_eq!(
+            ready(&slow),
+            ready(&fast),
+            "the lifetime still ends the key"
+        );
+        let rm = |s: &Sim| s.of(KeyRole::Zsk)[0].removed.unwrap();
+        assert!(
+            rm(&fast) + 86400 - 600 <= rm(&slow),
+            "{} {}",
+            rm(&fast),
+            rm(&slow)
+        );
+    }
+
+    #[test]
+    fn waiting_for_the_fleet_is_announced_not_stepped_past() {
+        let p = Policy {
+            fleet: true,
+            ..Policy::default()
+        };
+        let mut sim = Sim::with_fleet(p, Parent::Ours, None, &[u64::MAX / 4]);
+        sim.step(T0);
+        // the first keys were never seen on the fleet: an unscheduled roll publishes a
+        // successor, which then waits however long it takes
+        let k = request_roll(KeyRole::Zsk, &sim.keys, T0 + 10).unwrap();
+        sim.apply(
+            &[Action::Update {
+                key: k,
+                step: Step::PublishSuccessor,
+            }],
+            T0 + 10,
+        );
+        sim.step(T0 + 10);
+        let new = sim.of(KeyRole::Zsk)[1].clone();
+        for t in [T0 + 10, T0 + 30 * 86400, T0 + 400 * 86400] {
+            let pl = plan(KeyRole::Zsk, &sim.keys, t, &p, Parent::Ours);
+            assert_eq!(
+                pl.actions,
+                vec![Action::WaitForFleet {
+                    id: new.id,
+                    tag: new.tag,
+                    step: Step::PublishSuccessor,
+                    since: T0 + 10
+                }]
+            );
+            assert_eq!(pl.next, None);
+            assert_eq!(fleet_pending(&sim.keys, t, Parent::Ours), Some(T0));
+        }
+        assert_eq!(new.state(T0 + 400 * 86400, &p), KeyState::Published);
+        // seen: ready TTL + safety later
+        let seen = fleet_seen(&sim.keys, T0 + 500, Parent::Ours);
+        assert!(seen
+            .iter()
+            .any(|k| k.id == new.id && k.published_fleet == Some(T0 + 500)));
+        let mut keys = sim.keys.clone();
+        for k in seen {
+            let i = keys.iter().position(|x| x.id == k.id).unwrap();
+            keys[i] = k;
+        }
+        assert_eq!(fleet_pending(&keys, T0 + 500, Parent::Ours), None);
+        assert!(
+            fleet_seen(&keys, T0 + 600, Parent::Ours).is_empty(),
+            "idempotent"
+        );
+        let pl = plan(KeyRole::Zsk, &keys, T0 + 500, &p, Parent::Ours);
+        assert_eq!(
+            pl.next,
+            Some((T0 + 500 + p.dnskey_ttl + p.publish_safety, Step::SwitchZsk))
+        );
     }
 
     proptest! {
@@ -994,6 +1316,31 @@ mod tests {
             sim.run(20 * 86400, every, &rolls);
             // keys roll: more than one ZSK when the lifetime is shorter than the run
             if p.zsk_lifetime < 15 * 86400 {
+                prop_assert!(sim.of(KeyRole::Zsk).len() >= 2);
+            }
+        }
+
+        /// The same with a fleet of secondaries that serve each new version late (0 to 3
+        /// days, a secondary down for a while): whatever a lagging secondary still serves is
+        /// valid with what validators have cached.
+        #[test]
+        fn rollovers_with_a_lagging_fleet_never_break_validation(
+            p in policy(),
+            external in any::<bool>(),
+            confirm in proptest::option::weighted(0.8, 0u64..3 * 86400),
+            every in 60u64..7200,
+            rolls in proptest::collection::vec((0u64..20 * 86400, any::<bool>()), 0..4),
+            lags in proptest::collection::vec(
+                prop_oneof![3 => 0u64..600, 1 => 0u64..3 * 86400], 1..6),
+        ) {
+            let parent = if external { Parent::External } else { Parent::Ours };
+            let rolls: Vec<_> = rolls
+                .into_iter()
+                .map(|(t, z)| (t, if z { KeyRole::Zsk } else { KeyRole::Ksk }))
+                .collect();
+            let mut sim = Sim::with_fleet(p, parent, confirm, &lags);
+            sim.run(20 * 86400, every, &rolls);
+            if p.zsk_lifetime < 8 * 86400 {
                 prop_assert!(sim.of(KeyRole::Zsk).len() >= 2);
             }
         }

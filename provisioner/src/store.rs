@@ -170,7 +170,17 @@ const MIGRATIONS: &[&str] = &[
         target TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT '{}'
      );",
-    // 6 (branch dane; the lead renumbers at merge): the certificate lifecycle. A fleet
+    // 5: rollovers wait for the fleet: when every secondary was first seen serving the serial
+    // that carries a key's publication, its retirement (ZSK switch), its DS in our parent zone;
+    // and the serial that carries a zone's key version (with its parent's), as the server
+    // served it
+    "ALTER TABLE keys ADD COLUMN published_fleet_at INTEGER;
+     ALTER TABLE keys ADD COLUMN retired_fleet_at INTEGER;
+     ALTER TABLE keys ADD COLUMN ds_fleet_at INTEGER;
+     ALTER TABLE zones ADD COLUMN served_key_version INTEGER;
+     ALTER TABLE zones ADD COLUMN served_serial INTEGER;
+     ALTER TABLE zones ADD COLUMN served_parent_serial INTEGER;",
+    // 6: the certificate lifecycle. A fleet
     // certificate may be `previous` (promoted away from, still published until retired), and
     // each row knows when its TLSA record was first published (the promotion wait).
     "CREATE TABLE partition_certs_v6 (
@@ -192,6 +202,18 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE partition_certs_v6 RENAME TO partition_certs;",
 ];
 
+/// The serials that carry a zone's key version, as the server published them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedKeys {
+    /// The zone's `key_version` now.
+    pub key_version: i64,
+    /// The version the server last published, with the zone's serial then and its parent's
+    /// (partitions: the parent holds the DS).
+    pub served_version: Option<i64>,
+    pub serial: Option<u32>,
+    pub parent_serial: Option<u32>,
+}
+
 /// A stored key's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyRow {
@@ -211,6 +233,10 @@ pub struct KeyRow {
     pub roll_requested_at: Option<i64>,
     /// When the key file was deleted (some time after removal).
     pub purged_at: Option<i64>,
+    /// When every secondary was first seen serving its publication, retirement, DS.
+    pub published_fleet_at: Option<i64>,
+    pub retired_fleet_at: Option<i64>,
+    pub ds_fleet_at: Option<i64>,
 }
 
 /// One RRset as stored.
@@ -296,6 +322,37 @@ impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with_timeout(path, Duration::from_secs(10))
+    }
+
+    /// A consistent copy of the whole database at `dest` (mode 0600), made while other
+    /// connections (a running server) read and write: SQLite's online backup, all pages in one
+    /// step, so the copy is one read transaction's snapshot (WAL: writers go on meanwhile).
+    /// `dest` must not exist.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            return Err(StoreError::Data(format!(
+                "{} exists already",
+                dest.display()
+            )));
+        }
+        create_private(dest)?;
+        let mut dst = Connection::open(dest)?;
+        {
+            let b = rusqlite::backup::Backup::new(&self.conn, &mut dst)?;
+            match b.step(-1)? {
+                rusqlite::backup::StepResult::Done => {}
+                other => {
+                    return Err(StoreError::Data(format!(
+                        "the backup did not complete ({other:?}); try again"
+                    )))
+                }
+            }
+        }
+        // a self-contained file: no -wal beside it
+        dst.pragma_update(None, "journal_mode", "DELETE")?;
+        drop(dst);
+        make_private(dest)?;
+        Ok(())
     }
 
     /// Opens with a given busy timeout (how long a write waits for another writer).
@@ -410,6 +467,33 @@ impl Store {
     /// The largest TTL of the zone's stored records (0 when it has none).
     pub fn max_ttl(&self, zone: &Name) -> Result<u32> {
         max_ttl(&self.conn, zone)
+    }
+
+    /// The server published key version `version` of `zone` at `serial` (and its parent at
+    /// `parent_serial`): the serials a secondary must serve for the rollover to go on.
+    pub fn set_served_keys(
+        &mut self,
+        zone: &Name,
+        version: i64,
+        serial: u32,
+        parent_serial: Option<u32>,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE zones SET served_key_version=?2, served_serial=?3, served_parent_serial=?4
+             WHERE name=?1",
+            params![
+                key(zone),
+                version,
+                serial as i64,
+                parent_serial.map(|s| s as i64)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// See [`served_keys`].
+    pub fn served_keys(&self, zone: &Name) -> Result<ServedKeys> {
+        served_keys(&self.conn, zone)
     }
 
     /// The key version of every zone (bumped by every key change).
@@ -715,7 +799,8 @@ pub fn write_batch(tx: &Transaction<'_>, batch: &Batch, now: i64) -> Result<i64>
 fn keys_in(conn: &Connection, zone: &Name) -> Result<Vec<KeyRow>> {
     let mut st = conn.prepare_cached(
         "SELECT id, zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
-                retired_at, removed_at, ds_submitted_at, ds_seen_at, roll_requested_at, purged_at
+                retired_at, removed_at, ds_submitted_at, ds_seen_at, roll_requested_at, purged_at,
+                published_fleet_at, retired_fleet_at, ds_fleet_at
          FROM keys WHERE zone=?1 ORDER BY id",
     )?;
     let rows = st.query_map([key(zone)], |r| {
@@ -735,6 +820,9 @@ fn keys_in(conn: &Connection, zone: &Name) -> Result<Vec<KeyRow>> {
             ds_seen_at: r.get(12)?,
             roll_requested_at: r.get(13)?,
             purged_at: r.get(14)?,
+            published_fleet_at: r.get(15)?,
+            retired_fleet_at: r.get(16)?,
+            ds_fleet_at: r.get(17)?,
         })
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -750,8 +838,8 @@ pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
     conn.execute(
         "INSERT INTO keys(zone, role, algorithm, key_tag, file, created_at, published_at, active_at,
                           retired_at, removed_at, ds_submitted_at, ds_seen_at, roll_requested_at,
-                          purged_at)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                          purged_at, published_fleet_at, retired_fleet_at, ds_fleet_at)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         params![
             k.zone,
             k.role,
@@ -766,7 +854,10 @@ pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
             k.ds_submitted_at,
             k.ds_seen_at,
             k.roll_requested_at,
-            k.purged_at
+            k.purged_at,
+            k.published_fleet_at,
+            k.retired_fleet_at,
+            k.ds_fleet_at
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -776,7 +867,8 @@ pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<i64> {
 pub fn update_key_times(conn: &Connection, k: &KeyRow) -> Result<()> {
     let n = conn.execute(
         "UPDATE keys SET published_at=?2, active_at=?3, retired_at=?4, removed_at=?5,
-                ds_submitted_at=?6, ds_seen_at=?7, roll_requested_at=?8, purged_at=?9
+                ds_submitted_at=?6, ds_seen_at=?7, roll_requested_at=?8, purged_at=?9,
+                published_fleet_at=?10, retired_fleet_at=?11, ds_fleet_at=?12
          WHERE id=?1",
         params![
             k.id,
@@ -787,7 +879,10 @@ pub fn update_key_times(conn: &Connection, k: &KeyRow) -> Result<()> {
             k.ds_submitted_at,
             k.ds_seen_at,
             k.roll_requested_at,
-            k.purged_at
+            k.purged_at,
+            k.published_fleet_at,
+            k.retired_fleet_at,
+            k.ds_fleet_at
         ],
     )?;
     if n != 1 {
@@ -803,6 +898,27 @@ pub fn max_ttl(conn: &Connection, zone: &Name) -> Result<u32> {
         [key(zone)],
         |r| r.get(0),
     )?)
+}
+
+/// A zone's key version and the serials the server published it at (inside a transaction or
+/// not).
+pub fn served_keys(conn: &Connection, zone: &Name) -> Result<ServedKeys> {
+    let row = conn
+        .query_row(
+            "SELECT key_version, served_key_version, served_serial, served_parent_serial
+             FROM zones WHERE name=?1",
+            [key(zone)],
+            |r| {
+                Ok(ServedKeys {
+                    key_version: r.get(0)?,
+                    served_version: r.get(1)?,
+                    serial: r.get::<_, Option<i64>>(2)?.map(|s| s as u32),
+                    parent_serial: r.get::<_, Option<i64>>(3)?.map(|s| s as u32),
+                })
+            },
+        )
+        .optional()?;
+    row.ok_or_else(|| StoreError::Data(format!("no zone {zone}")))
 }
 
 /// Marks the keys of `zone` changed, so that a running server reloads them.

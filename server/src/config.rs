@@ -97,8 +97,32 @@ pub struct Config {
     pub api: ApiConfig,
     /// Unverified domain claims one tenant may hold at once.
     pub max_claims_per_tenant: usize,
+    /// Prometheus metrics (`[metrics]`).
+    pub metrics: MetricsConfig,
+    /// Log filter, e.g. "info" or "info,mxdns=debug" (tracing's EnvFilter syntax; `MXDNS_LOG`
+    /// wins). SIGHUP applies a new value. Default "info,hickory_server=warn".
+    pub log_level: Option<String>,
+    /// "text" (default) or "json" (one JSON object per line).
+    pub log_format: LogFormat,
     /// The DANE validation test (`[dane]`): `mxdns check dane`, `GET /v1/domains/{d}/dane-check`.
     pub dane: DaneConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[metrics]`: where Prometheus scrapes. `GET /metrics` on the API needs the admin token;
+/// `listen` adds an address that serves `/metrics` alone with no token (bind it to loopback
+/// or a monitoring network), so that the scraper never holds an admin token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[dane]`: how the DANE validation test connects. DNS goes through `status_resolver`; the
@@ -354,6 +378,9 @@ impl Default for Config {
             status_allow_addresses: Vec::new(),
             api: ApiConfig::default(),
             max_claims_per_tenant: 1000,
+            metrics: MetricsConfig::default(),
+            log_level: None,
+            log_format: LogFormat::Text,
             dane: DaneConfig::default(),
         }
     }
@@ -467,6 +494,12 @@ pub struct KeysConfig {
     /// Servers of the apex's parent (`host:port`). When every one of them serves the DS of
     /// the apex's incoming KSK, the rollover goes on without the operator's `keys ds-seen`.
     pub parent_servers: Vec<SocketAddr>,
+    /// With `[[secondaries]]`: a key step that has waited this long for a secondary to serve
+    /// it (seconds) is an error (logged at every check, `/v1/health` 503 naming the secondary);
+    /// the roll still waits. Default 3600.
+    pub fleet_wait_alarm: u64,
+    /// How long the fleet check waits for each secondary's SOA answer (ms). Default 3000.
+    pub fleet_timeout_ms: u64,
 }
 
 impl Default for KeysConfig {
@@ -477,6 +510,8 @@ impl Default for KeysConfig {
             check_interval: 60,
             retention: 30 * 86400,
             parent_servers: Vec::new(),
+            fleet_wait_alarm: 3600,
+            fleet_timeout_ms: 3000,
         }
     }
 }
@@ -518,6 +553,7 @@ impl Config {
             },
             publish_safety: o.publish_safety.unwrap_or(t.publish_safety),
             retire_safety: o.retire_safety.unwrap_or(t.retire_safety),
+            fleet: !self.secondaries.is_empty(),
         }
     }
 
@@ -561,6 +597,12 @@ impl Config {
         } else {
             keys::rollover::Parent::Ours
         }
+    }
+
+    /// The parent of `zone` when we serve it (partitions: the apex).
+    pub fn parent_of(&self, zone: &Name) -> Option<Name> {
+        let apex = self.zone_name().ok()?;
+        (apex != *zone && apex.zone_of(zone)).then_some(apex)
     }
 
     /// Every served zone: the apex first, then the partitions.

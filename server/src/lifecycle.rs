@@ -93,6 +93,9 @@ pub fn times_of(row: &KeyRow) -> KeyTimes {
         ds_submitted: u(row.ds_submitted_at),
         ds_seen: u(row.ds_seen_at),
         roll_requested: u(row.roll_requested_at),
+        published_fleet: u(row.published_fleet_at),
+        retired_fleet: u(row.retired_fleet_at),
+        ds_fleet: u(row.ds_fleet_at),
     }
 }
 
@@ -104,6 +107,9 @@ fn set_times(row: &mut KeyRow, t: &KeyTimes) {
     row.ds_submitted_at = i(t.ds_submitted);
     row.ds_seen_at = i(t.ds_seen);
     row.roll_requested_at = i(t.roll_requested);
+    row.published_fleet_at = i(t.published_fleet);
+    row.retired_fleet_at = i(t.retired_fleet);
+    row.ds_fleet_at = i(t.ds_fleet);
 }
 
 fn zone_arg(config: &Config, zone: &Name) -> Result<Name, LifecycleError> {
@@ -117,6 +123,7 @@ fn zone_arg(config: &Config, zone: &Name) -> Result<Name, LifecycleError> {
 
 /// Runs every due step of every zone (the scheduler; `keys roll --check`). Zones are done one
 /// by one, each in its own transaction; an error in one does not stop the others.
+#[cfg(test)]
 pub fn check_all(config: &Config, store: &mut Store, now: u64) -> anyhow::Result<Vec<Done>> {
     check_all_as(config, store, now, &Actor::system())
 }
@@ -128,9 +135,42 @@ pub fn check_all_as(
     now: u64,
     actor: &Actor,
 ) -> anyhow::Result<Vec<Done>> {
+    check_all_observed(config, store, now, actor, &crate::fleet::Board::default())
+}
+
+/// [`check_all_as`], keeping what waits for the fleet on `board` (the server's, for health).
+/// With `[[secondaries]]`, each zone's fleet is asked first (outside any transaction) whether
+/// it serves the steps stored so far; if it does, that moment is stored on the keys
+/// ([`fleet_served`]) before the planner runs.
+pub fn check_all_observed(
+    config: &Config,
+    store: &mut Store,
+    now: u64,
+    actor: &Actor,
+    board: &crate::fleet::Board,
+) -> anyhow::Result<Vec<Done>> {
     let mut done = Vec::new();
     let mut failed = Vec::new();
+    let secondaries = crate::fleet::secondaries(config)?;
     for zone in config.all_zones()? {
+        match crate::fleet::examine(config, &secondaries, store, &zone, now) {
+            Ok(Some(w)) if w.served() => {
+                if let Err(e) = fleet_served(config, store, &zone, w.key_version, now) {
+                    tracing::error!(zone = %zone, error = %e, "storing the fleet's progress failed");
+                    failed.push(format!("{zone}: {e}"));
+                }
+                board.set(&zone, None);
+            }
+            Ok(Some(w)) => {
+                board.log(&w, config.keys.fleet_wait_alarm);
+                board.set(&zone, Some(w));
+            }
+            Ok(None) => board.set(&zone, None),
+            Err(e) => {
+                tracing::error!(zone = %zone, error = %e, "asking the fleet failed");
+                failed.push(format!("{zone}: {e}"));
+            }
+        }
         let mut request = None;
         if config.parent_kind(&zone) == Parent::External && !config.keys.parent_servers.is_empty() {
             request = parent_check(config, store, &zone, now);
@@ -147,6 +187,41 @@ pub fn check_all_as(
         return Err(anyhow!("{}", failed.join("; ")));
     }
     Ok(done)
+}
+
+/// Every secondary serves key version `version` of `zone` (seen at `now`): the keys' steps
+/// not yet seen on the fleet count from now. Nothing changes if a step was stored since the
+/// check (the version moved). The fleet times change no published record, so the key version
+/// is not bumped. Returns how many keys changed.
+pub fn fleet_served(
+    config: &Config,
+    store: &mut Store,
+    zone: &Name,
+    version: i64,
+    now: u64,
+) -> Result<usize, LifecycleError> {
+    let parent = config.parent_kind(zone);
+    let zs = zone.to_ascii();
+    store.transaction_with(|tx| {
+        let served = store::served_keys(tx, zone)?;
+        if served.key_version != version {
+            return Ok(0);
+        }
+        let mut rows = store::keys_in_zone(tx, zone)?;
+        let times: Vec<KeyTimes> = rows.iter().map(times_of).collect();
+        let seen = rollover::fleet_seen(&times, now, parent);
+        for k in &seen {
+            if let Some(row) = rows.iter_mut().find(|r| r.id == k.id) {
+                set_times(row, k);
+                store::update_key_times(tx, row)?;
+            }
+        }
+        if !seen.is_empty() {
+            tracing::info!(zone = %zs, key_version = version, serial = served.serial, parent_serial = served.parent_serial, keys = seen.len(),
+                "every secondary serves the key steps stored so far; their waiting times count from now");
+        }
+        Ok(seen.len())
+    })
 }
 
 /// Runs the due steps of one zone, after the operator's request if any.
@@ -221,6 +296,9 @@ pub fn roll_zone_as(
                         Action::Update { key, step } => {
                             persist(tx, &zs, &mut rows, &mut done, &key, step.as_str())?;
                             acted = true;
+                        }
+                        Action::WaitForFleet { tag, step, .. } => {
+                            tracing::debug!(zone = %zs, role = role.as_str(), key_tag = tag, step = step.as_str(), "key rollover waits for every secondary to serve this step");
                         }
                         Action::WaitForParentDs { tag, .. } => {
                             tracing::info!(zone = %zs, role = "ksk", key_tag = tag, step = "wait for the parent's DS",
@@ -354,6 +432,9 @@ fn generate(
             ds_seen_at: None,
             roll_requested_at: None,
             purged_at: None,
+            published_fleet_at: None,
+            retired_fleet_at: None,
+            ds_fleet_at: None,
         };
         row.id = store::insert_key(tx, &row)?;
         return Ok(row);
@@ -443,6 +524,11 @@ pub struct KeyView {
     pub ds_submitted: Option<Stamp>,
     pub ds_seen: Option<Stamp>,
     pub file_deleted: Option<Stamp>,
+    /// With secondaries: when every one was first seen serving its publication, its
+    /// retirement (ZSK switch), its DS in our parent zone.
+    pub published_fleet: Option<Stamp>,
+    pub retired_fleet: Option<Stamp>,
+    pub ds_fleet: Option<Stamp>,
     /// What it does now: in the DNSKEY RRset, signing, its DS at the parent, as CDS.
     pub in_dnskey: bool,
     pub signs: bool,
@@ -517,6 +603,8 @@ pub struct ZoneKeys {
     pub next: Vec<NextStep>,
     /// The apex's KSK rollover waits for the parent to serve the new DS.
     pub waiting_for_parent: Option<Waiting>,
+    /// A key step waits for every secondary to serve it (asked now): who lags and why.
+    pub waiting_for_fleet: Option<crate::fleet::Wait>,
 }
 
 #[derive(Debug, Serialize)]
@@ -547,7 +635,9 @@ pub fn status(
         None => config.all_zones()?,
     };
     let mut out = Vec::new();
+    let secondaries = crate::fleet::secondaries(config)?;
     for zone in zones {
+        let waiting_for_fleet = crate::fleet::examine(config, &secondaries, store, &zone, now)?;
         let rows = store.keys(&zone)?;
         let p = config.key_policy(&zone, store.max_ttl(&zone)?);
         let parent = config.parent_kind(&zone);
@@ -577,6 +667,7 @@ pub fn status(
                             ),
                         });
                     }
+                    Action::WaitForFleet { .. } => {}
                     _ => next.push(NextStep {
                         role: role.as_str(),
                         step: "due now (run `mxdns keys roll --check`)",
@@ -608,6 +699,9 @@ pub fn status(
                 ds_submitted: stamp(r.ds_submitted_at),
                 ds_seen: stamp(r.ds_seen_at),
                 file_deleted: stamp(r.purged_at),
+                published_fleet: stamp(r.published_fleet_at),
+                retired_fleet: stamp(r.retired_fleet_at),
+                ds_fleet: stamp(r.ds_fleet_at),
                 in_dnskey: sets.dnskey.contains(&r.id),
                 signs: sets.ksk_signers.contains(&r.id) || sets.zsk_signers.contains(&r.id),
                 ds_at_parent: match parent {
@@ -645,6 +739,7 @@ pub fn status(
             keys,
             next,
             waiting_for_parent: waiting,
+            waiting_for_fleet,
         });
     }
     Ok(out)
@@ -697,6 +792,21 @@ pub fn print_table(zones: &[ZoneKeys]) {
         }
         for n in &z.next {
             println!("  next: {} {} at {}", n.role, n.step, utc(n.at.unix));
+        }
+        if let Some(w) = &z.waiting_for_fleet {
+            if w.served() {
+                println!(
+                    "  fleet: every secondary serves key version {} (recorded at the next check)",
+                    w.key_version
+                );
+            } else {
+                println!(
+                    "  WAITING for the fleet since {} (key version {}): {}",
+                    utc(w.since),
+                    w.key_version,
+                    w.reason()
+                );
+            }
         }
         if let Some(w) = &z.waiting_for_parent {
             println!("  WAITING for the parent: KSK {}: {}", w.key_tag, w.action);

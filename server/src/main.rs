@@ -5,8 +5,14 @@ mod api;
 mod cli;
 mod config;
 mod dns;
+mod export;
+mod fleet;
 mod health;
 mod lifecycle;
+mod logging;
+mod metrics;
+mod reload;
+mod sdnotify;
 mod probes;
 mod serve;
 mod supervise;
@@ -48,15 +54,11 @@ fn main() -> anyhow::Result<()> {
         Command::Tsig { .. } => cli.common.algorithm.take(),
         _ => None,
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MXDNS_LOG")
-                .unwrap_or_else(|_| "info,hickory_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let mut config = load_config(&cli.common)?;
+    logging::init(
+        config.log_level.as_deref(),
+        config.log_format == config::LogFormat::Json,
+    );
     match cli.command {
         Command::Serve(args) => {
             if !args.dns_listen.is_empty() {
@@ -68,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(w) = args.workers {
                 config.workers = w;
             }
-            serve::serve(config)
+            serve::serve(config, cli.common.config.clone())
         }
         Command::Keys { cmd } => cli::keys::keys_cmd(config, cmd),
         Command::Host { cmd } => cli::host::host_cmd(config, cmd),
@@ -81,6 +83,11 @@ fn main() -> anyhow::Result<()> {
         Command::Audit { after, limit } => provision_cmd(config, Provision::Audit { after, limit }),
         Command::Tsig { cmd } => cli::secondary::tsig_cmd(config, cmd, tsig_algorithm),
         Command::Secondary { cmd } => cli::secondary::secondary_cmd(config, cmd),
+        Command::Zone {
+            cmd: cli::ZoneCmd::Export { zone, output, api },
+        } => cli::ops::zone_export(&config, &zone, api, output.as_deref()),
+        Command::Backup { dest } => cli::ops::backup(&config, &dest),
+        Command::Restore { src, force } => cli::ops::restore(&config, &src, force),
         Command::Check { cmd } => cli::check::check_cmd(config, cmd),
     }
 }

@@ -25,7 +25,7 @@ use crate::supervise::{self, Board};
 use crate::zonemgr::{self, Clock, SystemClock, ZoneManager};
 use crate::{api, dns, lifecycle, testhooks, xfr};
 
-pub fn serve(config: Config) -> anyhow::Result<()> {
+pub fn serve(config: Config, config_path: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let sockets_per_addr = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -42,7 +42,12 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .on_thread_start(move || lower_priority(nice))
         .enable_all()
         .build()?;
-    let result = control_rt.block_on(run(config, dns_rt.handle().clone(), sockets_per_addr));
+    let result = control_rt.block_on(run(
+        config,
+        dns_rt.handle().clone(),
+        sockets_per_addr,
+        config_path,
+    ));
     // the DNS tasks were stopped in `run`; what is left (e.g. a TCP connection's task) goes
     control_rt.shutdown_timeout(Duration::from_secs(5));
     dns_rt.shutdown_timeout(Duration::from_secs(5));
@@ -126,6 +131,7 @@ async fn run(
     config: Config,
     dns_rt: tokio::runtime::Handle,
     sockets_per_addr: usize,
+    config_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let cfg = config.clone();
@@ -191,6 +197,25 @@ async fn run(
             }),
         );
     }
+    if let Some(addr) = config.metrics.listen {
+        let l = Arc::new(
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the metrics listener {addr}"))?,
+        );
+        l.set_nonblocking(true)?;
+        tracing::info!(%addr, "metrics listening (GET /metrics, no token)");
+        let (stop, app) = (stop_rx.clone(), app.clone());
+        task(
+            "metrics",
+            Box::new(move || {
+                let l = l
+                    .try_clone()
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .expect("metrics listener");
+                Box::pin(api::serve_metrics(l, app.clone(), stop.clone()))
+            }),
+        );
+    }
     let jobs: [(&str, Job); 4] = [
         ("follower", |m, s| Box::pin(follow(m, s))),
         ("refresher", |m, s| Box::pin(refresh(m, s))),
@@ -220,7 +245,38 @@ async fn run(
     // NOTIFY to the secondaries on every new serial (coalesced), on the control plane
     let notifiers = xfr::notify::spawn(mgr.clone(), &handler.xfr.secondaries, stop_rx.clone());
 
-    shutdown_signal().await;
+    // every zone is built, DNS listens, the API is bound: ready (systemd Type=notify)
+    crate::sdnotify::notify("READY=1");
+    let mut reloader = crate::reload::Reloader::new(config_path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stopping = shutdown_signal();
+    tokio::pin!(stopping);
+    loop {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = &mut stopping => break,
+            _ = hup.recv() => {
+                crate::sdnotify::notify("RELOADING=1");
+                match reloader.reload() {
+                    Ok((applied, restart)) => {
+                        tracing::info!(applied = ?applied, "configuration reloaded (SIGHUP)");
+                        if !restart.is_empty() {
+                            tracing::warn!(settings = ?restart, "changed settings that need a restart to apply (not applied)");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "configuration reload refused; nothing changed"),
+                }
+                crate::sdnotify::notify("READY=1");
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            (&mut stopping).await;
+            break;
+        }
+    }
+    crate::sdnotify::notify("STOPPING=1");
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     for t in plane.tasks.into_iter().chain(control).chain(notifiers) {
@@ -360,7 +416,13 @@ async fn roll(mgr: Arc<ZoneManager>, mut stop: watch::Receiver<bool>) {
         "key rollover steps",
         move || {
             let mut store = Store::open(&zonemgr::db_path(&config.data_dir))?;
-            let done = lifecycle::check_all(&config, &mut store, SystemClock.now() as u64)?;
+            let done = lifecycle::check_all_observed(
+                &config,
+                &mut store,
+                SystemClock.now() as u64,
+                &provisioner::service::Actor::system(),
+                &mgr.fleet,
+            )?;
             if !done.is_empty() {
                 mgr.sync()?;
             }

@@ -6,12 +6,14 @@
 
 pub mod diff;
 pub mod lookup;
+pub mod memory;
 pub mod rrset;
 pub mod snapshot;
 pub mod wire;
 pub mod zone;
 
-pub use lookup::Lookup;
+pub use lookup::{Lookup, RrsetList};
+pub use memory::MemoryUse;
 pub use rrset::Rrset;
 pub use zone::{Change, Node, RrsetSigner, Zone, ZoneError};
 

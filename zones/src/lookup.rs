@@ -8,15 +8,127 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use crate::rrset::Rrset;
 use crate::zone::{canonical_key, Zone, KEY_MAX};
 
+/// Most RRsets a [`RrsetList`] holds: a CNAME chain (at most 8 links are followed) and its
+/// target, or the SOA and the NSECs of a denial.
+pub const LIST_MAX: usize = 10;
+
+/// A short list of RRsets kept inline (no heap block per query, as a `Vec` was: one or two
+/// allocations of each answer, two for a CNAME chased to its target).
+#[derive(Clone, Copy)]
+pub struct RrsetList<'z> {
+    len: u8,
+    items: [Option<&'z Rrset>; LIST_MAX],
+}
+
+impl<'z> RrsetList<'z> {
+    pub const fn new() -> Self {
+        Self {
+            len: 0,
+            items: [None; LIST_MAX],
+        }
+    }
+
+    /// A list of one RRset.
+    pub fn one(r: &'z Rrset) -> Self {
+        let mut l = Self::new();
+        l.push(r);
+        l
+    }
+
+    /// Appends `r`; false (and nothing changes) when the list is full.
+    pub fn push(&mut self, r: &'z Rrset) -> bool {
+        let Some(slot) = self.items.get_mut(self.len as usize) else {
+            return false;
+        };
+        *slot = Some(r);
+        self.len += 1;
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: usize) -> Option<&'z Rrset> {
+        if i < self.len as usize {
+            self.items[i]
+        } else {
+            None
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'z Rrset> + '_ {
+        self.items[..self.len as usize].iter().flatten().copied()
+    }
+
+    pub fn contains(&self, r: &Rrset) -> bool {
+        self.iter().any(|x| std::ptr::eq(x, r))
+    }
+
+    pub fn to_vec(&self) -> Vec<&'z Rrset> {
+        self.iter().collect()
+    }
+}
+
+impl Default for RrsetList<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'z> Extend<&'z Rrset> for RrsetList<'z> {
+    fn extend<I: IntoIterator<Item = &'z Rrset>>(&mut self, it: I) {
+        for r in it {
+            if !self.push(r) {
+                return;
+            }
+        }
+    }
+}
+
+impl<'z> FromIterator<&'z Rrset> for RrsetList<'z> {
+    fn from_iter<I: IntoIterator<Item = &'z Rrset>>(it: I) -> Self {
+        let mut l = Self::new();
+        l.extend(it);
+        l
+    }
+}
+
+impl<'z> IntoIterator for RrsetList<'z> {
+    type Item = &'z Rrset;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<&'z Rrset>, LIST_MAX>>;
+    /// The RRsets in order (the slots after the last are empty).
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().flatten()
+    }
+}
+
+impl std::ops::Index<usize> for RrsetList<'_> {
+    type Output = Rrset;
+    fn index(&self, i: usize) -> &Rrset {
+        self.get(i).expect("index inside the list")
+    }
+}
+
+impl std::fmt::Debug for RrsetList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// What a zone says about (qname, qtype).
 #[derive(Debug)]
 pub enum Lookup<'z> {
     /// Authoritative data: the answer RRsets (a CNAME and what it leads to inside the zone).
-    Answer { answers: Vec<&'z Rrset> },
+    Answer { answers: RrsetList<'z> },
     /// The name exists without the type: SOA plus the NSEC records that prove it.
-    NoData { nsecs: Vec<&'z Rrset> },
+    NoData { nsecs: RrsetList<'z> },
     /// The name does not exist: SOA plus the NSECs covering the name and the wildcard.
-    NxDomain { nsecs: Vec<&'z Rrset> },
+    NxDomain { nsecs: RrsetList<'z> },
     /// The name is at or below a zone cut: NS, DS (or the NSEC proving there is none), glue.
     Referral {
         ns: &'z Rrset,
@@ -60,7 +172,9 @@ impl Zone {
     fn lookup_below_cuts(&self, key: &[u8], qtype: RecordType) -> Lookup<'_> {
         if !key.starts_with(self.origin_key()) {
             // not in this zone (callers ask only for names inside it)
-            return Lookup::NxDomain { nsecs: Vec::new() };
+            return Lookup::NxDomain {
+                nsecs: RrsetList::new(),
+            };
         }
         let Some(node) = self.node_by_key(key) else {
             if self.key_exists(key) {
@@ -78,15 +192,17 @@ impl Zone {
         if qtype == RecordType::ANY {
             if let Some(first) = node.rrsets.first() {
                 return Lookup::Answer {
-                    answers: vec![first],
+                    answers: RrsetList::one(first),
                 };
             }
         }
         if let Some(r) = node.get(qtype) {
-            return Lookup::Answer { answers: vec![r] };
+            return Lookup::Answer {
+                answers: RrsetList::one(r),
+            };
         }
         if let Some(cname) = node.get(RecordType::CNAME) {
-            let mut answers = vec![cname];
+            let mut answers = RrsetList::one(cname);
             self.chase(cname, qtype, &mut answers);
             return Lookup::Answer { answers };
         }
@@ -96,7 +212,7 @@ impl Zone {
     }
 
     /// Follows a CNAME chain inside the zone (bounded), adding what it finds.
-    fn chase<'z>(&'z self, mut cname: &'z Rrset, qtype: RecordType, out: &mut Vec<&'z Rrset>) {
+    fn chase<'z>(&'z self, mut cname: &'z Rrset, qtype: RecordType, out: &mut RrsetList<'z>) {
         let mut kb = [0u8; KEY_MAX];
         for _ in 0..8 {
             // the target's key straight from the pre-encoded RDATA (no decoding per query)
@@ -127,8 +243,10 @@ impl Zone {
                 return;
             }
             match node.get(RecordType::CNAME) {
-                Some(next) if !out.iter().any(|r| std::ptr::eq(*r, next)) => {
-                    out.push(next);
+                Some(next) if !out.contains(next) => {
+                    if !out.push(next) {
+                        return;
+                    }
                     cname = next;
                 }
                 _ => return,
@@ -160,7 +278,7 @@ impl Zone {
 
     /// `key`: the canonical key of a name that does not exist.
     fn nxdomain(&self, key: &[u8]) -> Lookup<'_> {
-        let mut nsecs: Vec<&Rrset> = Vec::with_capacity(2);
+        let mut nsecs = RrsetList::new();
         if let Some(n) = self.covering_key(key) {
             nsecs.extend(n.nsec.as_ref());
         }
@@ -185,7 +303,7 @@ impl Zone {
         wild[end + 1] = 0;
         if let Some(n) = self.covering_key(&wild[..end + 2]) {
             if let Some(w) = n.nsec.as_ref() {
-                if !nsecs.iter().any(|x| std::ptr::eq(*x, w)) {
+                if !nsecs.contains(w) {
                     nsecs.push(w);
                 }
             }

@@ -358,6 +358,18 @@ impl RrsetWire {
         self.records() + if dnssec { self.rrsigs() } else { 0 }
     }
 
+    /// Length of the heap block.
+    pub fn block_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Bytes of the block that hold the RRSIGs: their ops and what those refer to.
+    pub fn rrsig_bytes(&self) -> usize {
+        let mut n = 0;
+        self.each_record(true, |r| n += r.len());
+        n + (self.ops() - self.sig_op()) as usize * OP_LEN
+    }
+
     /// The whole block, for writing a snapshot.
     pub(crate) fn block(&self) -> &[u8] {
         &self.data
@@ -636,33 +648,40 @@ pub fn parse_query(msg: &[u8]) -> Option<Query<'_>> {
 /// Writes the [`canonical_key`](crate::zone::canonical_key) of an uncompressed wire name (any
 /// letter case) into `out` and returns its length; `None` if `name` is not a valid name.
 pub fn wire_canonical_key(name: &[u8], out: &mut [u8; crate::zone::KEY_MAX]) -> Option<usize> {
-    if name_len(name)? != name.len() {
+    if name_len(name)? != name.len() || name.len() > 255 {
         return None;
     }
-    let mut lower = [0u8; 255];
-    let lower = lower.get_mut(..name.len())?;
-    for (d, s) in lower.iter_mut().zip(name) {
-        *d = s.to_ascii_lowercase();
-    }
     let mut starts = [0u8; 128];
-    let labels = label_starts(lower, &mut starts);
-    Some(key_from_labels(lower, &starts[..labels], out))
+    let labels = label_starts(name, &mut starts);
+    // (a CNAME target is stored as written: letter case is folded while the key is made)
+    Some(key_from_labels(name, &starts[..labels], out))
 }
 
-/// The canonical key of the uncompressed lower-case name `name` whose labels start at `starts`:
-/// labels from the root, 0x00 and 0x01 escaped, each followed by 0x00.
+/// The canonical key of the uncompressed name `name` (any letter case) whose labels start at
+/// `starts`: labels from the root, lower case, 0x00 and 0x01 escaped, each followed by 0x00.
+/// A label with neither those bytes nor upper-case letters (nearly all) is copied whole.
 fn key_from_labels(name: &[u8], starts: &[u8], out: &mut [u8; crate::zone::KEY_MAX]) -> usize {
     let mut n = 0;
     for &s in starts.iter().rev() {
         let s = s as usize;
-        for &b in &name[s + 1..s + 1 + name[s] as usize] {
-            if b <= 1 {
-                out[n] = 1;
-                out[n + 1] = b + 1;
-                n += 2;
-            } else {
-                out[n] = b;
-                n += 1;
+        let label = &name[s + 1..s + 1 + name[s] as usize];
+        // no early exit: the check runs over the whole label without a branch per byte
+        let plain = !label
+            .iter()
+            .fold(false, |any, &b| any | (b <= 1) | b.is_ascii_uppercase());
+        if plain {
+            out[n..n + label.len()].copy_from_slice(label);
+            n += label.len();
+        } else {
+            for &b in label {
+                if b <= 1 {
+                    out[n] = 1;
+                    out[n + 1] = b + 1;
+                    n += 2;
+                } else {
+                    out[n] = b.to_ascii_lowercase();
+                    n += 1;
+                }
             }
         }
         out[n] = 0;

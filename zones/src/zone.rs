@@ -32,8 +32,10 @@ pub trait RrsetSigner: Sync {
 /// ([`Zone::changed_nodes`](crate::diff)) skips shared nodes without reading them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
-    /// Sorted by type code; never empty inside a zone (except transiently in `apply`).
-    pub rrsets: Vec<Rrset>,
+    /// Sorted by type code; never empty inside a zone (except transiently in `apply`). A boxed
+    /// slice, not a `Vec`: no spare capacity and 8 bytes less in every node (two million nodes
+    /// at a million hosts).
+    pub rrsets: Box<[Rrset]>,
     /// The NSEC RRset of this name (signed); `None` only in glue or before the chain is built.
     pub nsec: Option<Rrset>,
     /// The type codes of the first `TYPES` RRsets, kept by `put` and `remove`, so that `get`
@@ -48,7 +50,7 @@ impl Node {
     /// A node of these RRsets (sorted by type code) and NSEC.
     pub(crate) fn from_parts(rrsets: Vec<Rrset>, nsec: Option<Rrset>) -> Self {
         let mut n = Node {
-            rrsets,
+            rrsets: rrsets.into_boxed_slice(),
             nsec,
             types: [0; TYPES],
         };
@@ -93,7 +95,11 @@ impl Node {
             .binary_search_by_key(&u16::from(rrset.rtype), |r| u16::from(r.rtype))
         {
             Ok(i) => self.rrsets[i] = rrset,
-            Err(i) => self.rrsets.insert(i, rrset),
+            Err(i) => {
+                let mut v = std::mem::take(&mut self.rrsets).into_vec();
+                v.insert(i, rrset);
+                self.rrsets = v.into_boxed_slice();
+            }
         }
         self.sync_types();
     }
@@ -103,7 +109,9 @@ impl Node {
             .rrsets
             .binary_search_by_key(&u16::from(rtype), |r| u16::from(r.rtype))
         {
-            self.rrsets.remove(i);
+            let mut v = std::mem::take(&mut self.rrsets).into_vec();
+            v.remove(i);
+            self.rrsets = v.into_boxed_slice();
         }
         self.sync_types();
     }

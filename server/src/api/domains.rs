@@ -198,7 +198,8 @@ pub(super) async fn import(
                 .unwrap_or(provisioner::service::ImportOptions::default().batch),
             ..Default::default()
         };
-        prov.import(&who, &domains, &opts, &mut |_, _| {})
+        let _running = crate::metrics::import::start(domains.len());
+        prov.import(&who, &domains, &opts, &mut crate::metrics::import::progress)
     })
     .await?;
     Ok((

@@ -8,7 +8,7 @@
 //!
 //! Rooms: `domains` (tenants, accepted domains and their proof, the cmdlets, the bulk import),
 //! `partitions` (inbound addresses, fleet certificates), `keys` (the key lifecycle, admin),
-//! `tokens`, `audit`, `openapi`; `auth`, `limits`, `listener`.
+//! `tokens`, `audit`, `zones` (export), `openapi`; `auth`, `limits`, `listener`.
 
 mod audit;
 mod auth;
@@ -19,6 +19,7 @@ mod listener;
 mod openapi;
 mod partitions;
 mod tokens;
+mod zones;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ use keys::*;
 use openapi::openapi;
 use partitions::*;
 use tokens::*;
+use zones::*;
 
 #[derive(Clone)]
 pub struct App {
@@ -104,6 +106,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/zones/{zone}/keys/roll", post(keys_roll))
         .route("/v1/zones/{zone}/keys/ds-seen", post(keys_ds_seen))
         .route("/v1/audit", get(audit_page))
+        .route("/metrics", get(metrics))
+        .route("/v1/zones/{zone}/export", get(zone_export))
         .route_layer(from_fn(auth::admin_only));
     let authenticated = Router::new()
         .route("/v1/tenants/{tenant}/domains", post(add_domain))
@@ -125,7 +129,42 @@ pub fn router(app: App) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .merge(authenticated)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(from_fn(crate::metrics::http::track))
         .with_state(api)
+}
+
+/// The router of `[metrics] listen`: `GET /metrics` alone, without a token (a monitoring
+/// network's address; the API's `/metrics` takes the admin token).
+pub fn metrics_router(app: App) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+/// Serves `[metrics] listen` until `stop` changes.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    app: App,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let cfg = app.mgr.config().api;
+    listener::serve(listener, metrics_router(app), cfg, stop).await
+}
+
+/// `GET /metrics`: the Prometheus text exposition (see `crate::metrics`).
+async fn metrics(State(app): State<App>) -> Response {
+    let health = app.health.clone();
+    match tokio::task::spawn_blocking(move || crate::metrics::render(&health)).await {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 pub async fn serve(

@@ -13,6 +13,7 @@ use crate::config::Config;
 pub mod check;
 pub mod host;
 pub mod keys;
+pub mod ops;
 pub mod provision;
 pub mod secondary;
 
@@ -117,10 +118,40 @@ pub enum Command {
         #[command(subcommand)]
         cmd: SecondaryCmd,
     },
+    /// Zones as served: `zone export ZONE` writes the signed zone (RFC 1035 presentation).
+    Zone {
+        #[command(subcommand)]
+        cmd: ZoneCmd,
+    },
+    /// A consistent copy of the data directory (database, keys, TSIG keys, admin token) into
+    /// the new directory DEST, while the server runs; every file mode 0600.
+    Backup { dest: PathBuf },
+    /// Restore a backup into the data directory (the server stopped).
+    Restore {
+        src: PathBuf,
+        /// Replace the database (and keys) the data directory holds.
+        #[arg(long)]
+        force: bool,
+    },
     /// Tests as a sender: `check dane DOMAIN` (the DANE validation test).
     Check {
         #[command(subcommand)]
         cmd: check::CheckCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ZoneCmd {
+    /// Write the signed zone as the running server serves it, in RFC 1035 presentation format
+    /// (asks the API with the admin token: MXDNS_TOKEN or <data-dir>/admin-token).
+    Export {
+        zone: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// The server's API address (default: api_listen of the configuration).
+        #[arg(long)]
+        api: Option<SocketAddr>,
     },
 }
 

@@ -48,7 +48,8 @@ impl DnsHandler {
         let mut chosen: [Vec<&Rrset>; 3] = Default::default();
         let mut upper = 0usize;
         let mut truncated = false;
-        let sections = [&s.answer, &s.authority, &s.additional];
+        let (answer, authority) = (s.answer.to_vec(), s.authority.to_vec());
+        let sections = [&answer, &authority, &s.additional];
         'outer: for (i, list) in sections.iter().enumerate() {
             for r in list.iter() {
                 let len = r.len(dnssec);

@@ -7,6 +7,7 @@ use zones::wire::{parse_query, ResponseWriter};
 use zones::zone::KEY_MAX;
 
 use super::{build_sections, DnsHandler};
+use crate::metrics::dns::Transport;
 
 impl DnsHandler {
     /// The UDP fast path: answers a query of the common shape (see [`parse_query`]) straight
@@ -48,7 +49,9 @@ impl DnsHandler {
             }
             Some(first) => first,
             None => {
-                w.finish(u16::from(ResponseCode::Refused), false, false);
+                let rcode = u16::from(ResponseCode::Refused);
+                crate::metrics::dns::query(Transport::Udp, rcode, q.qtype, false);
+                w.finish(rcode, false, false);
                 return true;
             }
         };
@@ -56,21 +59,21 @@ impl DnsHandler {
         // whole RRsets, in order; the first that does not fit ends the message with TC=1
         // (optional additional RRsets are skipped instead), as in `send`
         let mut tc = false;
-        'outer: for (i, list) in [&s.answer, &s.authority, &s.additional]
-            .into_iter()
-            .enumerate()
-        {
-            for r in list {
-                if !w.rrset(r.wire(), dnssec, i) && (i < 2 || s.additional_required) {
-                    tc = true;
-                    break 'outer;
-                }
+        let all = (s.answer.iter().map(|r| (0, r)))
+            .chain(s.authority.iter().map(|r| (1, r)))
+            .chain(s.additional.iter().map(|r| (2, *r)));
+        for (i, r) in all {
+            if !w.rrset(r.wire(), dnssec, i) && (i < 2 || s.additional_required) {
+                tc = true;
+                break;
             }
         }
         if tc {
             w.clear_additional();
         }
-        w.finish(u16::from(s.rcode), s.aa, tc);
+        let rcode = u16::from(s.rcode);
+        crate::metrics::dns::query(Transport::Udp, rcode, q.qtype, tc);
+        w.finish(rcode, s.aa, tc);
         true
     }
 }

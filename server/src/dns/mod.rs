@@ -19,7 +19,7 @@ use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCod
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use zones::{Lookup, Rrset, Zone};
+use zones::{Lookup, Rrset, RrsetList, Zone};
 
 use crate::config::Config;
 use crate::tsig::wire::{Refusal, Verified};
@@ -114,8 +114,9 @@ pub(crate) fn bare_response(request: &Request, rcode: ResponseCode) -> Vec<u8> {
 pub(crate) struct Sections<'a> {
     pub rcode: ResponseCode,
     pub aa: bool,
-    pub answer: Vec<&'a Rrset>,
-    pub authority: Vec<&'a Rrset>,
+    /// Answer and authority are short lists kept inline: no heap block per query.
+    pub answer: RrsetList<'a>,
+    pub authority: RrsetList<'a>,
     pub additional: Vec<&'a Rrset>,
     /// Additional RRsets without which the answer is not usable (glue): TC when they do not fit.
     additional_required: bool,
@@ -126,8 +127,8 @@ impl<'a> Sections<'a> {
         Self {
             rcode,
             aa: false,
-            answer: vec![],
-            authority: vec![],
+            answer: RrsetList::new(),
+            authority: RrsetList::new(),
             additional: vec![],
             additional_required: false,
         }
@@ -145,7 +146,35 @@ pub(crate) fn error_info(request: &Request, rcode: ResponseCode) -> ResponseInfo
 
 #[async_trait::async_trait]
 impl RequestHandler for DnsHandler {
+    /// The general path (TCP, and UDP queries the fast path leaves): answers, then counts the
+    /// answer (metrics).
     async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        handle: R,
+    ) -> ResponseInfo {
+        let info = self.handle_general(request, handle).await;
+        let transport = match request.protocol() {
+            hickory_server::net::xfer::Protocol::Udp => crate::metrics::dns::Transport::Udp,
+            _ => crate::metrics::dns::Transport::Tcp,
+        };
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map_or(0, |q| u16::from(q.query_type()));
+        crate::metrics::dns::query(
+            transport,
+            u16::from(info.response_code),
+            qtype,
+            info.truncation,
+        );
+        info
+    }
+}
+
+impl DnsHandler {
+    async fn handle_general<R: ResponseHandler>(
         &self,
         request: &Request,
         mut handle: R,

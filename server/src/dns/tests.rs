@@ -56,6 +56,18 @@ fn handler(dir: &std::path::Path) -> DnsHandler {
                 vec![RData::CNAME(CNAME(n(&format!("_25._tcp._fleet.{o}"))))],
             ),
             rrset(&format!("_25._tcp.h2.{o}"), vec![tlsa(3)]),
+            // a bigger shared TLSA RRset (eight 3 1 2 digests, as during a certificate roll of
+            // several fleets): the CNAME fits small buffers, the TLSA RRset after it does not
+            rrset(
+                &format!("_25._tcp._fleet2.{o}"),
+                (1..=8)
+                    .map(|b| RData::TLSA(TLSA::new(3.into(), 1.into(), 2.into(), vec![b; 64])))
+                    .collect(),
+            ),
+            rrset(
+                &format!("_25._tcp.h4.{o}"),
+                vec![RData::CNAME(CNAME(n(&format!("_25._tcp._fleet2.{o}"))))],
+            ),
             // 40 A: fits 1232 bytes, not 512
             rrset(&format!("big.{o}"), (1..=40).map(a).collect()),
             // 100 AAAA: fits no UDP answer
@@ -332,4 +344,106 @@ async fn unusual_queries_take_the_general_path() {
     for (what, msg) in cases {
         assert!(fast(&h, &msg).is_none(), "{what}");
     }
+}
+
+/// The provisioned shape: `_25._tcp.<host>` is a CNAME to the partition's shared TLSA RRset, so a
+/// TLSA query answers two RRsets (two signed RRsets with DO). The fast path's bytes are the general
+/// path's at every buffer size from 512 up (with and without DO, without EDNS, mixed-case
+/// question), and a truncated answer holds whole RRsets only (the CNAME with its RRSIG, or
+/// nothing) with TC set.
+#[tokio::test]
+async fn cname_to_shared_tlsa_answers_as_the_general_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = handler(dir.path());
+    let o = "o-v1.mx.example.";
+    const TLSA_: u16 = 52;
+    const CNAME_T: u16 = 5;
+    let mut sizes: Vec<TestEdns> = vec![None];
+    for dnssec in [false, true] {
+        for p in [0u16, 100, 511, 512, 513]
+            .into_iter()
+            .chain((520..=1240).step_by(20))
+            .chain([1231, 1232, 1233, 4096, 65535])
+        {
+            sizes.push(Some((p, 0, dnssec, &[])));
+        }
+    }
+    let (mut full, mut cname_only, mut empty) = (0, 0, 0);
+    for host in ["h3", "h4"] {
+        for (qname, qtype) in [
+            (format!("_25._tcp.{host}.{o}"), TLSA_),
+            (format!("_25._TCP.{}.{o}", host.to_uppercase()), TLSA_),
+            (format!("_25._tcp.{host}.{o}"), CNAME_T),
+        ] {
+            for e in &sizes {
+                let what = format!("{qname} type {qtype} edns {e:?}");
+                let msg = query(0x5a5a, &qname, qtype, *e);
+                let f = fast(&h, &msg).unwrap_or_else(|| panic!("{what}: not on the fast path"));
+                let g = general(&h, &msg).await;
+                let fm = Message::from_vec(&f).unwrap_or_else(|err| panic!("{what}: {err}"));
+                let gm = Message::from_vec(&g).unwrap();
+                if qname.starts_with("_25._tcp.") {
+                    assert_eq!(fm, gm, "{what}");
+                    assert_eq!(f, g, "{what}: bytes");
+                } else if fm != gm {
+                    // a mixed-case question: the fast path's owner names point at the question's
+                    // letters, the general path writes them again in lower case, so at the cut
+                    // the fast path may fit the whole answer where the general path truncates
+                    assert!(
+                        gm.metadata.truncation && !fm.metadata.truncation,
+                        "{what}: {fm:?} against {gm:?}"
+                    );
+                    assert_eq!(fm.answers[..gm.answers.len()], gm.answers[..], "{what}");
+                } else {
+                    assert!(f.len() <= g.len(), "{what}: {} > {}", f.len(), g.len());
+                }
+                let (limit, dnssec) = match e {
+                    Some((p, _, d, _)) => ((*p).clamp(512, 1232) as usize, *d),
+                    None => (512, false),
+                };
+                assert!(f.len() <= limit, "{what}: {} > {limit}", f.len());
+                assert_eq!(fm.metadata.response_code, ResponseCode::NoError, "{what}");
+                assert!(fm.metadata.authoritative, "{what}");
+                let types: Vec<RecordType> = fm.answers.iter().map(|r| r.record_type()).collect();
+                let count = |t| types.iter().filter(|&&x| x == t).count();
+                let sigs = usize::from(dnssec);
+                let tlsa_count = if host == "h3" { 2 } else { 8 };
+                if qtype == CNAME_T {
+                    assert!(!fm.metadata.truncation, "{what}");
+                    assert_eq!(types.len(), 1 + sigs, "{what}: {types:?}");
+                    continue;
+                }
+                if !fm.metadata.truncation {
+                    full += 1;
+                    assert_eq!(count(RecordType::CNAME), 1, "{what}");
+                    assert_eq!(count(RecordType::TLSA), tlsa_count, "{what}");
+                    assert_eq!(count(RecordType::RRSIG), 2 * sigs, "{what}");
+                    assert_eq!(types.len(), 1 + tlsa_count + 2 * sigs, "{what}");
+                } else if types.is_empty() {
+                    empty += 1;
+                } else {
+                    // whole RRsets: the CNAME and (with DO) its RRSIG, no part of the TLSA RRset
+                    cname_only += 1;
+                    assert_eq!(
+                        types,
+                        [&[RecordType::CNAME][..], &vec![RecordType::RRSIG; sigs]].concat(),
+                        "{what}"
+                    );
+                }
+                if fm.metadata.truncation {
+                    assert!(
+                        fm.additionals
+                            .iter()
+                            .all(|r| r.record_type() == RecordType::OPT),
+                        "{what}: additional data in a truncated answer"
+                    );
+                }
+            }
+        }
+    }
+    // the sizes above cross every cut: both RRsets, the CNAME alone, nothing
+    assert!(
+        full > 0 && cname_only > 0,
+        "full {full} cname-only {cname_only} empty {empty}"
+    );
 }

@@ -10,7 +10,9 @@
 //! Unhealthy (503) when: one hold of the zone manager has lasted longer than
 //! `health.zone_manager_stuck`; the follower is more than `follower_max_entries` entries or
 //! `follower_max_age` seconds behind the store; a zone's earliest RRSIG expires within its
-//! signature margin; a key step is due for longer than `key_step_overdue`; a supervised task is
+//! signature margin; a key step is due for longer than `key_step_overdue`; a key step has waited
+//! for a secondary for longer than `keys.fleet_wait_alarm` (the check names it, from what the
+//! rollover scheduler last saw: `fleet::Board`); a supervised task is
 //! in a crash loop or not running; the observer has not run for [`OBSERVER_STALE_MS`].
 //! Not ready (503) also while the zones are not built or DNS is not listening.
 
@@ -50,6 +52,18 @@ struct Observed {
     key_due_zone: Mutex<String>,
     /// The last observation failed (its error).
     error: Mutex<Option<String>>,
+    /// Per zone, at the last look at the key schedule: its keys and next step (metrics).
+    zone_keys: Mutex<Vec<ZoneKeys>>,
+}
+
+/// A zone's keys as the observer last saw them (once a minute).
+#[derive(Debug, Clone, Default)]
+pub struct ZoneKeys {
+    pub zone: String,
+    /// The next scheduled key step (unix seconds).
+    pub next: Option<u64>,
+    /// (role, state) of each key.
+    pub keys: Vec<(&'static str, &'static str)>,
 }
 
 /// Health of one server: the zone manager, the supervised tasks and what the observer saw.
@@ -82,6 +96,15 @@ impl Health {
             watch: Mutex::new(watch::Watch::default()),
             probes: crate::probes::Probes::default(),
         }
+    }
+
+    /// Per zone, its keys and next key step at the observer's last look (metrics).
+    pub fn zone_keys(&self) -> Vec<ZoneKeys> {
+        self.observed
+            .zone_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_dns_listening(&self) {
@@ -190,6 +213,28 @@ impl Health {
             ));
         }
 
+        // a key step held by the fleet for longer than `keys.fleet_wait_alarm`
+        let mut fleet = Vec::new();
+        for w in self.mgr.fleet.waits() {
+            let waited = (now as u64).saturating_sub(w.since);
+            if waited > config.keys.fleet_wait_alarm {
+                problems.push(format!(
+                    "the key rollover of {} has waited {waited} s for the fleet (more than keys.fleet_wait_alarm = {} s): {}",
+                    w.zone,
+                    config.keys.fleet_wait_alarm,
+                    w.reason()
+                ));
+            }
+            fleet.push(json!({
+                "zone": w.zone,
+                "since": crate::lifecycle::utc(w.since),
+                "waitedSeconds": waited,
+                "keyVersion": w.key_version,
+                "reason": w.reason(),
+                "lagging": w.lagging,
+            }));
+        }
+
         let mut tasks = Vec::new();
         for t in self.board.tasks().iter() {
             let down_ms = (!t.running()).then(|| t.since_failure_ms().unwrap_or(u64::MAX));
@@ -239,6 +284,7 @@ impl Health {
             "keys": {
                 "nextStep": (key_next != 0).then(|| crate::lifecycle::utc(key_next)),
                 "dueSince": (due_since != 0).then(|| crate::lifecycle::utc(due_since)),
+                "waitingForFleet": fleet,
             },
             "tasks": tasks,
             "observedMsAgo": observed_ago,

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
 use hickory_proto::rr::Name;
-use keys::rollover::{self, Action, KeyRole, KeyTimes};
+use keys::rollover::{self, KeyRole, KeyTimes};
 use provisioner::Store;
 
 use super::Health;
@@ -82,6 +82,7 @@ impl Health {
         let config = self.mgr.config();
         let now = self.mgr.now() as u64;
         let (mut next, mut due): (Option<u64>, Option<(u64, Name)>) = (None, None);
+        let mut zone_keys = Vec::new();
         for zone in config.all_zones()? {
             let rows = store.keys(&zone)?;
             let policy = config.key_policy(&zone, store.max_ttl(&zone)?);
@@ -91,10 +92,8 @@ impl Health {
             for role in [KeyRole::Ksk, KeyRole::Zsk] {
                 let plan = rollover::plan(role, &times, now, &policy, parent);
                 // waiting for the parent's DS is the operator's (or the parent's) step
-                is_due |= plan
-                    .actions
-                    .iter()
-                    .any(|a| !matches!(a, Action::WaitForParentDs { .. }));
+                // (the fleet's wait has its own check: `keys.fleet_wait_alarm`)
+                is_due |= plan.actions.iter().any(|a| !a.is_wait());
                 if let Some(t) = plan.next_event() {
                     zone_next = Some(zone_next.map_or(t, |n| n.min(t)));
                 }
@@ -116,8 +115,23 @@ impl Health {
             if let Some(t) = zone_next {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
+            zone_keys.push(super::ZoneKeys {
+                zone: zone.to_ascii(),
+                next: zone_next,
+                keys: rows
+                    .iter()
+                    .zip(&times)
+                    .map(|(r, t)| {
+                        (
+                            lifecycle::role_of(r).as_str(),
+                            t.state(now, &policy).as_str(),
+                        )
+                    })
+                    .collect(),
+            });
         }
         let obs = &self.observed;
+        *obs.zone_keys.lock().unwrap_or_else(PoisonError::into_inner) = zone_keys;
         obs.key_next.store(next.unwrap_or(0), Ordering::Release);
         if let Some((_, zone)) = &due {
             *obs.key_due_zone

@@ -262,6 +262,15 @@ impl DnsHandler {
             Some(s) => ixfr::send(&mut out, &zone, &self.mgr.journal, s).await,
         };
         let (messages, records, bytes) = out.counts();
+        if result.is_ok() && who != "axfr_allow" {
+            crate::metrics::secondaries::transferred(
+                &zone.origin.to_ascii(),
+                &who,
+                zone.serial(),
+                client_serial,
+                u64::from(self.mgr.now()),
+            );
+        }
         match result {
             Ok(sent) => tracing::info!(
                 zone = %zone.origin,

@@ -40,6 +40,7 @@ pub fn spawn(
     let mut tasks = Vec::new();
     for s in secondaries {
         for z in &zones {
+            crate::metrics::secondaries::configured(&z.to_ascii(), &s.name);
             tasks.push(tokio::spawn(notify_loop(
                 mgr.clone(),
                 z.clone(),
@@ -91,6 +92,14 @@ async fn notify_loop(
                 }
                 tracing::debug!(zone = %zone, secondary = sec.name, serial, "NOTIFY answered");
                 acked = serial;
+                if let Some(serial) = serial {
+                    crate::metrics::secondaries::notified(
+                        &zone.to_ascii(),
+                        &sec.name,
+                        serial,
+                        u64::from(mgr.now()),
+                    );
+                }
                 wait = FIRST_WAIT;
                 failing = false;
             }

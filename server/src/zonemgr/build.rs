@@ -10,6 +10,8 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
+use crate::metrics::{CountingSigner, SignReason};
+
 use super::{release_free_memory, Catalog, ZoneManager, ZoneState};
 
 impl ZoneManager {
@@ -22,7 +24,11 @@ impl ZoneManager {
         for i in 0..inner.zones.len() {
             let serial = self.take_serial(inner, i, 0)?;
             let st = &inner.zones[i];
-            let signer = self.signer(st, now);
+            let keys = self.signer(st, now);
+            let signer = CountingSigner {
+                inner: &keys,
+                reason: SignReason::Build,
+            };
             let t0 = std::time::Instant::now();
             let zone = Zone::new(
                 st.origin.clone(),
@@ -50,7 +56,7 @@ impl ZoneManager {
                 }
             }
             tracing::info!(zone = %st.origin, serial, rrsets = n, names = zone.len(), ms = t0.elapsed().as_millis() as u64, "zone built and signed");
-            built.push(Arc::new(zone));
+            built.push(Arc::new(compacted(zone, &self.config.data_dir)?));
         }
         built.sort_by_key(|z| std::cmp::Reverse(z.origin.num_labels()));
         self.publish_catalog(Catalog { zones: built });
@@ -209,4 +215,37 @@ impl ZoneManager {
                 .iter()
                 .any(|c| c.parent.as_ref() == Some(zone) && c.origin.zone_of(owner))
     }
+}
+
+/// The zone copied into fresh heap blocks through its snapshot form (as a start from the
+/// checkpoint reads it), the built one freed first. A build leaves its zone's blocks scattered
+/// between the holes of what it freed (unsigned RRsets, replaced nodes, records decoded for
+/// signing), which glibc cannot give back: at 100 000 provisioned hosts the process held
+/// 253 MiB after a build against 177 MiB after a start from the checkpoint, for the same zone.
+/// The copy goes through a file in the data directory (`zones.compact.tmp`, removed after),
+/// not a buffer, so that it adds nothing to the build's peak; if it cannot be written the
+/// zone is kept as built.
+fn compacted(zone: Zone, data_dir: &std::path::Path) -> anyhow::Result<Zone> {
+    use std::io::{BufReader, BufWriter, Write};
+    let t0 = std::time::Instant::now();
+    let path = data_dir.join("zones.compact.tmp");
+    let written = std::fs::File::create(&path).and_then(|f| {
+        let mut w = BufWriter::with_capacity(1 << 20, f);
+        zone.write_snapshot(&mut w)?;
+        w.flush()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&path);
+        tracing::warn!(zone = %zone.origin, error = %e, "the built zone is not compacted");
+        return Ok(zone);
+    }
+    let origin = zone.origin.clone();
+    drop(zone);
+    release_free_memory();
+    let read = std::fs::File::open(&path)
+        .and_then(|f| Zone::read_snapshot(&mut BufReader::with_capacity(1 << 20, f)));
+    let _ = std::fs::remove_file(&path);
+    let zone = read.map_err(|e| anyhow!("reading the built zone {origin} back: {e}"))?;
+    tracing::debug!(zone = %origin, ms = t0.elapsed().as_millis() as u64, "built zone compacted");
+    Ok(zone)
 }

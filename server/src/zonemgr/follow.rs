@@ -8,6 +8,8 @@ use anyhow::anyhow;
 use hickory_proto::rr::{Name, RData, RecordType};
 use zones::{Change, Rrset, Zone};
 
+use crate::metrics::{CountingSigner, SignReason};
+
 use super::{
     load_keys, release_free_memory, Inner, ZoneManager, SYNC_BATCH_MAX, SYNC_BATCH_MIN, SYNC_STEP,
 };
@@ -59,10 +61,41 @@ impl ZoneManager {
         total += zones;
         if resign {
             // a new ZSK signs: everything signed by the old one is signed again, in chunks
-            total += self.refresh_signatures()?;
+            total += self.refresh_signatures_for(SignReason::Rollover)?;
         }
+        self.record_served_keys()?;
         self.trim_after_bulk(total);
         Ok(total)
+    }
+
+    /// Writes to the store the serial that carries each zone's current key version (and its
+    /// parent's serial, which carries the zone's DS), once the version is published and, after
+    /// a ZSK switch, the zone signed again: what the rollover's fleet check asks every
+    /// secondary to serve (`lifecycle`).
+    fn record_served_keys(&self) -> anyhow::Result<()> {
+        let mut held = self.hold("recording served key versions");
+        let inner = &mut *held;
+        let catalog = self.catalog.load();
+        for idx in 0..inner.zones.len() {
+            let st = &inner.zones[idx];
+            if st.resign_pending || st.served_recorded == Some(st.key_version) {
+                continue;
+            }
+            let Some(serial) = catalog.get(&st.origin).map(|z| z.serial()) else {
+                continue;
+            };
+            let parent_serial = st
+                .parent
+                .as_ref()
+                .and_then(|p| catalog.get(p))
+                .map(|z| z.serial());
+            let (origin, version) = (st.origin.clone(), st.key_version);
+            inner
+                .store
+                .set_served_keys(&origin, version, serial, parent_serial)?;
+            inner.zones[idx].served_recorded = Some(version);
+        }
+        Ok(())
     }
 
     /// A bulk change (an import) leaves freed build memory behind: once 10 000 owners were
@@ -130,6 +163,7 @@ impl ZoneManager {
             let after = st.sets(now);
             tracing::info!(zone = %zone, key_version = version, dnskey = ?after.dnskey.len(), "keys changed");
             let resign = before.zsk_signers != after.zsk_signers;
+            st.resign_pending |= resign;
             *dirty.entry(idx).or_default() |= resign;
             if let Some(p) = st.parent.clone() {
                 if let Some(pi) = inner.zones.iter().position(|z| z.origin == p) {
@@ -173,7 +207,7 @@ impl ZoneManager {
         }
         // the DNSKEY RRset is signed again whenever keys changed (its signers may have)
         changes.push(Change::Resign(origin.clone(), RecordType::DNSKEY));
-        self.commit(inner, idx, &current, changes)
+        self.commit(inner, idx, &current, changes, SignReason::Rollover)
     }
 
     /// Brings `owners` of `zone_name` in step with `stored`, what the store holds at them.
@@ -233,7 +267,7 @@ impl ZoneManager {
         if changes.is_empty() {
             return Ok(());
         }
-        self.commit(inner, idx, &current, changes)
+        self.commit(inner, idx, &current, changes, SignReason::Change)
     }
 
     /// Applies changes plus a new SOA to zone `idx`, stores the serial, publishes the snapshot.
@@ -243,6 +277,7 @@ impl ZoneManager {
         idx: usize,
         current: &Zone,
         mut changes: Vec<Change>,
+        reason: SignReason,
     ) -> anyhow::Result<()> {
         // never below what was served before (a checkpoint may be older than the last serial)
         let serial = self.take_serial(inner, idx, current.serial())?;
@@ -255,7 +290,11 @@ impl ZoneManager {
             )
             .expect("soa"),
         ));
-        let signer = self.signer(st, self.clock.now());
+        let keys = self.signer(st, self.clock.now());
+        let signer = CountingSigner {
+            inner: &keys,
+            reason,
+        };
         let new = current.apply(changes, &signer)?;
         self.publish(Arc::new(new));
         Ok(())

@@ -75,6 +75,11 @@ struct ZoneState {
     serial_floor: u32,
     /// The serial stored now: serials up to it may be served without writing the store.
     serial_reserved: u32,
+    /// The key version whose serials were last written to the store (`set_served_keys`).
+    served_recorded: Option<i64>,
+    /// The signing ZSK changed and the zone is not yet signed again by the new one: its
+    /// serials do not carry the switch yet.
+    resign_pending: bool,
 }
 
 impl ZoneState {
@@ -121,6 +126,8 @@ pub struct ZoneManager {
     trimmed_at: std::sync::atomic::AtomicU64,
     /// Recent snapshots of every zone (IXFR) and the signal of a new one (NOTIFY).
     pub journal: crate::xfr::Journal,
+    /// What the rollover scheduler last saw waiting for the secondaries (health).
+    pub fleet: crate::fleet::Board,
 }
 
 /// Key files live here, one PKCS#8 file per key, mode 0600.
@@ -203,6 +210,8 @@ impl ZoneManager {
                     .map_or(0, |(_, v)| *v),
                 origin: z,
                 parent,
+                served_recorded: None,
+                resign_pending: false,
             });
         }
         let last_seq = store.last_change()?;
@@ -225,6 +234,7 @@ impl ZoneManager {
             untrimmed: Default::default(),
             trimmed_at: Default::default(),
             journal: crate::xfr::Journal::new(config_ixfr.max_bytes, config_ixfr.max_age),
+            fleet: crate::fleet::Board::default(),
         };
         let t0 = std::time::Instant::now();
         let mut mgr = mgr;
@@ -249,6 +259,7 @@ impl ZoneManager {
         }
         mgr.note_expiries();
         mgr.progress.set_built();
+        log_memory(mgr.catalog.load_full());
         Ok(mgr)
     }
 
@@ -367,6 +378,42 @@ fn release_free_memory() {
         unsafe {
             malloc_trim(0);
         }
+    }
+}
+
+/// Logs what the zones hold in memory, by kind, beside the process's resident memory (on its own
+/// thread: walking a million names takes a fraction of a second the start does not wait for).
+fn log_memory(catalog: Arc<Catalog>) {
+    let spawned = std::thread::Builder::new()
+        .name("memory-report".into())
+        .spawn(move || {
+            let mut m = zones::MemoryUse::default();
+            for z in &catalog.zones {
+                m.add(&z.memory());
+            }
+            let mib = |b: usize| (b as f64 / 1048576.0 * 10.0).round() / 10.0;
+            let rss_mib = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                })
+                .map_or(-1.0, |kib| (kib / 1024.0).round());
+            tracing::info!(
+                names = m.names,
+                rrsets = m.rrsets,
+                index_mib = mib(m.index),
+                nodes_mib = mib(m.nodes),
+                rrset_blocks_mib = mib(m.rrset_blocks),
+                signatures_mib = mib(m.signatures),
+                zones_mib = mib(m.total()),
+                rss_mib,
+                "zone memory"
+            );
+        });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "no memory report");
     }
 }
 

@@ -3,6 +3,7 @@
 use zones::Change;
 
 use super::{ZoneManager, RESIGN_CHUNK};
+use crate::metrics::SignReason;
 
 impl ZoneManager {
     /// Signs again every RRset whose signatures expire within the refresh window, that lacks
@@ -13,9 +14,23 @@ impl ZoneManager {
     /// released in between so that provisioning changes keep their latency. Returns how many
     /// RRsets were signed.
     pub fn refresh_signatures(&self) -> anyhow::Result<usize> {
+        self.refresh_signatures_for(SignReason::Refresh)
+    }
+
+    /// [`Self::refresh_signatures`], counting the signatures under `reason` (metrics: after a
+    /// ZSK switch the follower's pass counts as rollover).
+    pub(super) fn refresh_signatures_for(&self, reason: SignReason) -> anyhow::Result<usize> {
         let now = self.clock.now();
         let mut total = 0;
-        let zones = self.hold("listing the zones").zones.len();
+        // the zones waiting for a ZSK switch's re-signing when this pass starts: signed by
+        // the new key once it ends
+        let (zones, switched): (usize, Vec<usize>) = {
+            let held = self.hold("listing the zones");
+            let switched = (0..held.zones.len())
+                .filter(|i| held.zones[*i].resign_pending)
+                .collect();
+            (held.zones.len(), switched)
+        };
         for idx in 0..zones {
             let (origin, horizon, ksk, zsk) = {
                 let held = self.hold("finding the signing keys");
@@ -50,9 +65,15 @@ impl ZoneManager {
                     .iter()
                     .map(|(n, t)| Change::Resign(n.clone(), *t))
                     .collect();
-                self.commit(&mut held, idx, &current, changes)?;
+                self.commit(&mut held, idx, &current, changes, reason)?;
             }
             self.note_expiry(idx, &origin);
+        }
+        {
+            let mut held = self.hold("re-signing done");
+            for idx in switched {
+                held.zones[idx].resign_pending = false;
+            }
         }
         self.progress.set_refreshed();
         Ok(total)
