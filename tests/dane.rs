@@ -1147,6 +1147,18 @@ fn certificate_lifecycle_never_fails_a_sender() {
             assert_eq!(e["endpoint"], "127.0.0.2:25");
             assert_eq!(e["daysToExpiry"], 29, "{e:#}");
             assert_eq!(h["daneEndpoints"][0]["matchesTlsa"], true, "{h:#}");
+            let (_, m) = http(s.api, "GET", "/metrics", Some(&admin), None);
+            let m = m.as_str().unwrap_or_default().to_string();
+            assert!(
+                m.contains("mxdns_dane_endpoint_tlsa_match{partition=\"o-v1\",endpoint=\"127.0.0.2:25\"} 1"),
+                "{m}"
+            );
+            assert!(
+                m.contains(
+                    "mxdns_dane_endpoint_up{partition=\"o-v1\",endpoint=\"127.0.0.2:25\"} 1"
+                ),
+                "{m}"
+            );
             // 29 days left < the 45 of expiry_warning_days
             assert!(
                 h["warnings"][0]
