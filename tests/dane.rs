@@ -643,6 +643,12 @@ fn every_sender_code_against_real_postfix() {
     );
     add_host(
         &w.s,
+        "down.o-v1.mx.example",
+        "127.0.0.7",
+        &format!("3 1 1 {good}"),
+    );
+    add_host(
+        &w.s,
         "bogus.o-v1.mx.example",
         "127.0.0.2",
         &format!("3 1 1 {good}"),
@@ -730,6 +736,21 @@ fn every_sender_code_against_real_postfix() {
     assert_eq!((code, v["code"].as_str()), (1, Some("4.7.323")), "{v:#}");
     assert_eq!(v["verdict"], "tlsa-invalid");
     assert_eq!(first_address(&v)["certificates"]["outcome"], "no-match");
+
+    // nothing listens: no sender code, but no pass either
+    let (code, v) = check(&[
+        "contoso.test",
+        "--mx",
+        "down.o-v1.mx.example",
+        "--resolver",
+        &u1,
+    ]);
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (1, Some("unreachable")),
+        "{v:#}"
+    );
+    assert_eq!(first_address(&v)["smtp"]["failedAt"], "connect", "{v:#}");
 
     // 4.7.324 and 4.4.312 through an Unbound whose path to our server is tampered with
     let tamper = Tamper::start(w.s.dns);
@@ -1126,6 +1147,18 @@ fn certificate_lifecycle_never_fails_a_sender() {
             assert_eq!(e["endpoint"], "127.0.0.2:25");
             assert_eq!(e["daysToExpiry"], 29, "{e:#}");
             assert_eq!(h["daneEndpoints"][0]["matchesTlsa"], true, "{h:#}");
+            let (_, m) = http(s.api, "GET", "/metrics", Some(&admin), None);
+            let m = m.as_str().unwrap_or_default().to_string();
+            assert!(
+                m.contains("mxdns_dane_endpoint_tlsa_match{partition=\"o-v1\",endpoint=\"127.0.0.2:25\"} 1"),
+                "{m}"
+            );
+            assert!(
+                m.contains(
+                    "mxdns_dane_endpoint_up{partition=\"o-v1\",endpoint=\"127.0.0.2:25\"} 1"
+                ),
+                "{m}"
+            );
             // 29 days left < the 45 of expiry_warning_days
             assert!(
                 h["warnings"][0]

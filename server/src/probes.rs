@@ -4,7 +4,7 @@
 //! checked against the partition's TLSA RRset as stored now. Per endpoint: the certificate
 //! presented, whether it matches the published TLSA, days to expiry.
 //!
-//! Findings go to the log (a warning for a mismatch or an endpoint that cannot be probed), to
+//! Findings go to `/metrics` (`mxdns_dane_endpoint_up`, `_tlsa_match`, `_cert_not_after_seconds`), to the log (a warning for a mismatch or an endpoint that cannot be probed), to
 //! `GET /v1/partitions/{p}/lifecycle` (`endpoints`), and to health: an endpoint presenting a
 //! certificate that no published TLSA record authenticates is a problem (503: DANE senders
 //! defer its mail); one that cannot be probed or expires within `expiry_warning_days` is a
@@ -33,6 +33,9 @@ pub struct EndpointFinding {
     pub not_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub days_to_expiry: Option<i64>,
+    /// notAfter of the presented leaf, unix seconds (for metrics).
+    #[serde(skip)]
+    pub not_after_unix: Option<i64>,
     /// A TLSA record published now authenticates the chain (the record, when one does).
     pub matches_tlsa: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +133,7 @@ pub fn probe_all(
                 spki_sha256: None,
                 not_after: None,
                 days_to_expiry: None,
+                not_after_unix: None,
                 matches_tlsa: false,
                 matched: None,
                 error: session.failure.clone(),
@@ -147,6 +151,7 @@ pub fn probe_all(
                 if let Some(der) = session.chain.first() {
                     if let Ok(i) = provisioner::certs::describe_der(der) {
                         f.days_to_expiry = Some((i.not_after - now).div_euclid(86400));
+                        f.not_after_unix = Some(i.not_after);
                     }
                 }
                 if let provisioner::dane::verify::Outcome::Match { record } = &c.outcome {

@@ -334,6 +334,51 @@ pub fn render(health: &Health) -> String {
         import::FINISHED.load(Relaxed),
     );
 
+    // the provider's own SMTP endpoints, as the last probe saw them
+    let endpoints = health.probes.all();
+    o.family(
+        "mxdns_dane_endpoint_up",
+        "gauge",
+        "1 when the last probe of a [dane.endpoints] endpoint completed STARTTLS, else 0.",
+    );
+    for f in &endpoints {
+        let l = [
+            ("partition", f.partition.as_str()),
+            ("endpoint", f.endpoint.as_str()),
+        ];
+        o.sample("mxdns_dane_endpoint_up", &l, u8::from(f.error.is_none()));
+    }
+    o.family(
+        "mxdns_dane_endpoint_tlsa_match",
+        "gauge",
+        "1 when a TLSA record published now authenticates the certificate the endpoint presented, else 0 (DANE senders defer its mail).",
+    );
+    for f in endpoints.iter().filter(|f| f.error.is_none()) {
+        let l = [
+            ("partition", f.partition.as_str()),
+            ("endpoint", f.endpoint.as_str()),
+        ];
+        o.sample(
+            "mxdns_dane_endpoint_tlsa_match",
+            &l,
+            u8::from(f.matches_tlsa),
+        );
+    }
+    o.family(
+        "mxdns_dane_endpoint_cert_not_after_seconds",
+        "gauge",
+        "notAfter (unix seconds) of the certificate the endpoint presented.",
+    );
+    for f in &endpoints {
+        if let Some(t) = f.not_after_unix {
+            let l = [
+                ("partition", f.partition.as_str()),
+                ("endpoint", f.endpoint.as_str()),
+            ];
+            o.sample("mxdns_dane_endpoint_cert_not_after_seconds", &l, t);
+        }
+    }
+
     o.family(
         "mxdns_task_restarts_total",
         "counter",
