@@ -64,12 +64,15 @@ pub(super) async fn domains_list(
         code: "InvalidRequest",
         details: format!("The query string is not valid: {}.", e.body_text()),
     })?;
+    let caller = if who.is_admin() { "admin" } else { "tenant" };
     let domains = run(&app, false, move |p| {
         p.list_domains(&who, &q.search, &q.after, q.limit)
     })
     .await?;
     let next = domains.last().map(|d| d.domain.clone());
-    Ok(Json(json!({"domains": domains, "next": next})))
+    Ok(Json(
+        json!({"caller": caller, "domains": domains, "next": next}),
+    ))
 }
 
 /// `GET /`: the operator's dashboard (no data in the page; its script asks for a token and
