@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils nsd:nsd knotd:knot openssl:openssl prometheus:prometheus promtool:prometheus systemd-analyze:systemd postfix:postfix posttls-finger:postfix ip:iproute2 unshare:util-linux; do
+for tool in unbound:unbound delv:bind9-dnsutils ldns-verify-zone:ldnsutils kdig:knot-dnsutils nsd:nsd knotd:knot openssl:openssl prometheus:prometheus promtool:prometheus systemd-analyze:systemd postfix:postfix posttls-finger:postfix ip:iproute2 unshare:util-linux chromium:chromium chromedriver:chromium-driver; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need+=("${tool#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

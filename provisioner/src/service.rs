@@ -24,12 +24,14 @@ use crate::{certs, mxtoken};
 mod audit;
 mod certlife;
 mod import;
+mod listing;
 mod lock;
 mod ownership;
 mod tokens;
 pub use audit::{record as record_audit, AuditPage};
 pub use certlife::{rfc3339, CertState, Lifecycle, LifecycleSettings};
 pub use import::{parse_import, ImportOptions, ImportReport};
+pub use listing::DomainSummary;
 pub use ownership::VERIFY_PREFIX;
 pub use tokens::{admin_token, AuthError, Authenticator, TokenGrant};
 

@@ -78,6 +78,30 @@ pub fn get_domain(c: &Connection, domain: &str) -> Result<Option<DomainRow>> {
     .optional()?)
 }
 
+/// Owned domains in name order: of one tenant or all, whose name contains `search`, after
+/// `after` (paging), at most `limit`.
+pub fn list_domains(
+    c: &Connection,
+    tenant: Option<&str>,
+    search: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<DomainRow>> {
+    let like = format!(
+        "%{}%",
+        search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {DOMAIN_COLS} FROM domains WHERE (?1 IS NULL OR tenant_id=?1) \
+         AND domain LIKE ?2 ESCAPE '\\' AND domain > ?3 ORDER BY domain LIMIT ?4"
+    ))?;
+    let rows = st.query_map(params![tenant, like, after, limit as i64], domain_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Makes `tenant` the owner of `domain` (verified, nothing enabled yet). Fails when the domain
 /// has an owner already (UNIQUE constraint).
 pub fn insert_owner(c: &Connection, domain: &str, tenant: &str, now: i64) -> Result<()> {

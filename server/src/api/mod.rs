@@ -120,6 +120,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/domains/{domain}/smtp-dane/disable", post(dane_disable))
         .route("/v1/domains/{domain}/dane-check", get(dane_check))
         .route("/v1/tokens", get(tokens_list).post(token_create))
+        .route("/v1/domains", get(domains_list))
         .route("/v1/tokens/{id}", axum::routing::delete(token_revoke))
         .merge(admin)
         .route_layer(from_fn_with_state(api.clone(), auth::authenticate));
@@ -127,6 +128,9 @@ pub fn router(app: App) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/ready", get(ready))
         .route("/v1/openapi.json", get(openapi))
+        .route("/", get(dashboard))
+        .route("/dashboard.js", get(dashboard_js))
+        .route("/dashboard.css", get(dashboard_css))
         .merge(authenticated)
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(from_fn(crate::metrics::http::track))
