@@ -6,7 +6,7 @@
 # Usage: bench/run.sh [N] [ROUNDS]     (defaults: N=100000 hosts, ROUNDS=3 rounds per server)
 #   env: DUR (dnsperf -l, 20 s), OUTQ (-q, 500), CLIENTS (-c, 10),
 #        WORK (/tmp/mxdns-bench/n<N>), SERVERS ("knot-auto nsd mxdns"), REPORT (bench/RESULTS.md),
-#        COPY (where raw outputs are copied, bench/results/n<N>),
+#        COPY (where raw outputs are copied, bench/results/provisioned/n<N>; own-tlsa: bench/results/n<N>),
 #        CARGO_TARGET_DIR (/tmp/bench-target), PORT_KNOT (25311), PORT_MXDNS (25312), PORT_NSD (25314),
 #        PORT_MXDNS_API (25313), READY_TIMEOUT (s, 900), STRICT (1: stop when a kdig check fails),
 #        FLOOD (1: run the NXDOMAIN flood phase after the mix rounds, 0: skip it), FLOOD_DUR (s, 60),
@@ -35,7 +35,9 @@ N="${1:-100000}"; ROUNDS="${2:-3}"
 DUR="${DUR:-20}"; OUTQ="${OUTQ:-500}"; CLIENTS="${CLIENTS:-10}"
 WORK="${WORK:-/tmp/mxdns-bench/n$N}"
 SERVERS="${SERVERS:-knot-auto nsd mxdns}"
-REPORT="${REPORT:-$HERE/RESULTS.md}"; COPY="${COPY:-$HERE/results/n$N}"
+REPORT="${REPORT:-$HERE/RESULTS.md}"
+# raw outputs: results/n<N> for the older own-TLSA shape (as before), results/provisioned/n<N> for the main one
+if [ "${SHAPE:-provisioned}" = own-tlsa ]; then COPY="${COPY:-$HERE/results/n$N}"; else COPY="${COPY:-$HERE/results/provisioned/n$N}"; fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/tmp/bench-target}"
 PORT_KNOT="${PORT_KNOT:-25311}"; PORT_MXDNS="${PORT_MXDNS:-25312}"; PORT_MXDNS_API="${PORT_MXDNS_API:-25313}"
 PORT_NSD="${PORT_NSD:-25314}"

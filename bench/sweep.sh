@@ -4,7 +4,8 @@
 #
 #   bench/sweep.sh [ROUNDS] [N...]     # defaults: 2 rounds; 100000 300000 1000000
 #
-# Writes bench/SCALE.md and bench/scale.png; raw outputs in bench/results/n<N>/ (the per-size
+# Writes bench/SCALE-provisioned.md and bench/scale-provisioned.png (SHAPE=own-tlsa: bench/SCALE.md, bench/scale.png);
+# raw outputs in bench/results/provisioned/n<N>/ (own-tlsa: bench/results/n<N>/) (the per-size
 # reports as bench/results/n<N>/RESULTS.md). run.sh's environment passes through (e.g. FLOOD=0 skips
 # the NXDOMAIN flood phase, FLOOD_DUR sets its length; SHAPE=own-tlsa measures the older shape, the
 # default is the provisioned one; FIXED=0 skips the fixed-rate phase). Needs what run.sh needs, plus nsd, ldnsutils and
@@ -17,10 +18,12 @@ SIZES=("${@:-100000 300000 1000000}")
 # shellcheck disable=SC2206
 SIZES=(${SIZES[*]})
 DIRS=()
+if [ "${SHAPE:-provisioned}" = own-tlsa ]; then RD="$HERE/results"; OUT=SCALE.md; PNG=scale.png
+else RD="$HERE/results/provisioned"; OUT=SCALE-provisioned.md; PNG=scale-provisioned.png; fi
 for n in "${SIZES[@]}"; do
-  mkdir -p "$HERE/results/n$n"
-  REPORT="$HERE/results/n$n/RESULTS.md" "$HERE/run.sh" "$n" "$ROUNDS" || echo "run.sh $n: a check failed or a server stopped (see its report)" >&2
-  DIRS+=("$HERE/results/n$n")
+  mkdir -p "$RD/n$n"
+  REPORT="$RD/n$n/RESULTS.md" COPY="$RD/n$n" "$HERE/run.sh" "$n" "$ROUNDS" || echo "run.sh $n: a check failed or a server stopped (see its report)" >&2
+  DIRS+=("$RD/n$n")
 done
 {
   echo "# Scale: Knot DNS, NSD and mxdns at ${SIZES[*]} hosts"
@@ -35,8 +38,8 @@ done
     echo "names per server, \`gen-flood.py\`); QPS per server core, and RSS at the end minus RSS at the start of the flood."
   fi
   echo
-  /usr/bin/python3 "$HERE/plot.py" "$HERE/scale.png" "${DIRS[@]}"
+  /usr/bin/python3 "$HERE/plot.py" "$HERE/$PNG" "${DIRS[@]}"
   echo
-  echo "![QPS per core and memory against zone size](scale.png)"
-} > "$HERE/SCALE.md"
-cat "$HERE/SCALE.md"
+  echo "![QPS per core and memory against zone size]($PNG)"
+} > "$HERE/$OUT"
+cat "$HERE/$OUT"

@@ -372,3 +372,81 @@ fn diff_of_a_big_zone_visits_only_what_changed() {
     assert_eq!(z.changed_nodes(&next).count(), 2);
     assert_eq!(z.changed_nodes(&z.clone()).count(), 0);
 }
+
+#[test]
+fn memory_breakdown_counts_every_name_and_rrset() {
+    let z = zone()
+        .apply(
+            vec![
+                a("h1.mx.example."),
+                a("h2.mx.example."),
+                a("h3.mx.example."),
+            ],
+            &NoSigner,
+        )
+        .unwrap();
+    let m = z.memory();
+    assert_eq!(m.names, 4);
+    // SOA + NSEC at the apex, A + NSEC at each host
+    assert_eq!(m.rrsets, 8);
+    // NoSigner: no RRSIG bytes
+    assert_eq!(m.signatures, 0);
+    let blocks: usize = z
+        .nodes()
+        .flat_map(|(_, n)| {
+            n.rrsets
+                .iter()
+                .chain(n.nsec.iter())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .map(|r| crate::memory::chunk(r.wire().block_len()))
+        .sum();
+    assert_eq!(m.rrset_blocks, blocks);
+    assert!(m.nodes >= 4 * 32 && m.index > 0);
+    assert_eq!(m.total(), m.index + m.nodes + m.rrset_blocks + m.signatures);
+    assert_eq!(crate::memory::chunk(0), 0);
+    assert_eq!(crate::memory::chunk(1), 32);
+    assert_eq!(crate::memory::chunk(40), 48);
+}
+
+#[test]
+fn wire_keys_fold_case_and_escape_like_canonical_keys() {
+    for name in ["H1.Mx.Example.", "_25._TCP.c1-Example.o-v1.mx.example."] {
+        let name = Name::from_str(name).unwrap();
+        let mut wire = Vec::new();
+        for l in name.iter() {
+            wire.push(l.len() as u8);
+            wire.extend_from_slice(l);
+        }
+        wire.push(0);
+        let mut k1 = [0u8; crate::zone::KEY_MAX];
+        let mut k2 = [0u8; crate::zone::KEY_MAX];
+        let l1 = crate::zone::canonical_key(&name.to_lowercase(), &mut k1);
+        let l2 = crate::wire::wire_canonical_key(&wire, &mut k2).unwrap();
+        assert_eq!(k1[..l1], k2[..l2], "{name}");
+    }
+    // bytes 0x00 and 0x01 inside labels are escaped, upper case folded, on the slow path
+    let wire = b"\x03a\x00B\x01\x01\x02MX\x07example\x00";
+    let mut k = [0u8; crate::zone::KEY_MAX];
+    let l = crate::wire::wire_canonical_key(wire, &mut k).unwrap();
+    assert_eq!(&k[..l], b"example\x00mx\x00\x01\x02\x00a\x01\x01b\x00");
+}
+
+#[test]
+fn rrset_lists_hold_at_most_list_max() {
+    let r = Rrset::new(
+        n("h.mx.example."),
+        300,
+        vec![RData::A(A(Ipv4Addr::new(192, 0, 2, 1)))],
+    )
+    .unwrap();
+    let mut l = RrsetList::new();
+    for _ in 0..crate::lookup::LIST_MAX {
+        assert!(l.push(&r));
+    }
+    assert!(!l.push(&r));
+    assert_eq!(l.len(), crate::lookup::LIST_MAX);
+    assert_eq!(l.iter().count(), crate::lookup::LIST_MAX);
+    assert_eq!(l.into_iter().count(), crate::lookup::LIST_MAX);
+}
