@@ -62,62 +62,31 @@ fn start() -> Server {
 
 /// Queries a resolver in a loop: host A, TLSA, an NXDOMAIN name and the DNSKEY sets; every
 /// answer must be validated (AD) and none SERVFAIL.
-struct Querier {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<(usize, Vec<String>)>>,
-}
+struct Querier;
 
 impl Querier {
-    fn start(resolver: std::net::SocketAddr) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let cases: [(&str, RecordType, ResponseCode); 5] = [
-                (HOST, RecordType::A, ResponseCode::NoError),
-                (TLSA_NAME, RecordType::TLSA, ResponseCode::NoError),
-                (
-                    "nx-rollover.o-v1.mx.example.",
-                    RecordType::A,
-                    ResponseCode::NXDomain,
-                ),
-                (PARTITION, RecordType::DNSKEY, ResponseCode::NoError),
-                (APEX, RecordType::DNSKEY, ResponseCode::NoError),
-            ];
-            let t0 = Instant::now();
-            let mut n = 0;
-            let mut errors = Vec::new();
-            // bounded: 10 minutes at most
-            while !flag.load(Ordering::SeqCst) && t0.elapsed() < Duration::from_secs(600) {
-                for (name, rtype, rcode) in cases {
-                    match query_udp(resolver, name, rtype, true, 1232) {
-                        Ok(m) => {
-                            n += 1;
-                            let rc = m.metadata.response_code;
-                            if rc != rcode || !m.metadata.authentic_data {
-                                errors.push(format!(
-                                    "{:.1}s {name} {rtype}: {rc:?} AD={}",
-                                    t0.elapsed().as_secs_f64(),
-                                    m.metadata.authentic_data
-                                ));
-                            }
-                        }
-                        Err(e) => errors.push(format!("{name} {rtype}: {e}")),
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            (n, errors)
-        });
-        Querier {
-            stop,
-            handle: Some(handle),
-        }
-    }
-
-    /// Stops and returns (answers, failures).
-    fn finish(mut self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.take().unwrap().join().unwrap()
+    fn start(resolver: std::net::SocketAddr) -> Validator {
+        let cases = vec![
+            (HOST.to_string(), RecordType::A, ResponseCode::NoError),
+            (
+                TLSA_NAME.to_string(),
+                RecordType::TLSA,
+                ResponseCode::NoError,
+            ),
+            (
+                "nx-rollover.o-v1.mx.example.".to_string(),
+                RecordType::A,
+                ResponseCode::NXDomain,
+            ),
+            (
+                PARTITION.to_string(),
+                RecordType::DNSKEY,
+                ResponseCode::NoError,
+            ),
+            (APEX.to_string(), RecordType::DNSKEY, ResponseCode::NoError),
+        ];
+        // bounded: 10 minutes at most
+        Validator::start(resolver, cases, 0, Duration::from_secs(600))
     }
 }
 

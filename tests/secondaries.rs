@@ -1028,61 +1028,38 @@ fn roll_through(s: &Server, zone: &str, role: &str, secs: u64) -> (u64, u64) {
     (old[0], key_tags(&z, role, "active")[0])
 }
 
-/// Validating queries through a resolver in a loop until stopped: every answer AD, none
-/// SERVFAIL.
-fn validate_continuously(
-    resolver: SocketAddr,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<(usize, Vec<String>)> {
-    std::thread::spawn(move || {
-        let cases = [
-            ("h1.o-v1.mx.example.", RecordType::A, ResponseCode::NoError),
-            (
-                "_25._tcp.h1.o-v1.mx.example.",
-                RecordType::TLSA,
-                ResponseCode::NoError,
-            ),
-            (
-                "nx-fleet.o-v1.mx.example.",
-                RecordType::A,
-                ResponseCode::NXDomain,
-            ),
-            (
-                "o-v1.mx.example.",
-                RecordType::DNSKEY,
-                ResponseCode::NoError,
-            ),
-            ("mx.example.", RecordType::DNSKEY, ResponseCode::NoError),
-        ];
-        let t0 = Instant::now();
-        let (mut n, mut errors) = (0, Vec::new());
-        while !stop.load(std::sync::atomic::Ordering::SeqCst)
-            && t0.elapsed() < Duration::from_secs(300)
-        {
-            for (name, rtype, rcode) in cases {
-                // a query Unbound first sent to the stopped secondary may outlast our wait:
-                // asked again once (an answer, never a SERVFAIL, is what counts)
-                let answer = query_udp(resolver, name, rtype, true, 1232)
-                    .or_else(|_| query_udp(resolver, name, rtype, true, 1232));
-                match answer {
-                    Ok(m) => {
-                        n += 1;
-                        let rc = m.metadata.response_code;
-                        if rc != rcode || !m.metadata.authentic_data {
-                            errors.push(format!(
-                                "{:.1}s {name} {rtype}: {rc:?} AD={}",
-                                t0.elapsed().as_secs_f64(),
-                                m.metadata.authentic_data
-                            ));
-                        }
-                    }
-                    Err(e) => errors.push(format!("{name} {rtype}: {e}")),
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (n, errors)
-    })
+/// Unbound validating continuously through the secondaries: host A, TLSA, an NXDOMAIN name
+/// and both DNSKEY sets; a query Unbound first sent to the stopped secondary may outlast our
+/// wait, so it is asked again once.
+fn validate_continuously(resolver: SocketAddr) -> Validator {
+    let cases = vec![
+        (
+            "h1.o-v1.mx.example.".to_string(),
+            RecordType::A,
+            ResponseCode::NoError,
+        ),
+        (
+            "_25._tcp.h1.o-v1.mx.example.".to_string(),
+            RecordType::TLSA,
+            ResponseCode::NoError,
+        ),
+        (
+            "nx-fleet.o-v1.mx.example.".to_string(),
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "o-v1.mx.example.".to_string(),
+            RecordType::DNSKEY,
+            ResponseCode::NoError,
+        ),
+        (
+            "mx.example.".to_string(),
+            RecordType::DNSKEY,
+            ResponseCode::NoError,
+        ),
+    ];
+    Validator::start(resolver, cases, 1, Duration::from_secs(300))
 }
 
 /// Item 5 of issue 11: with NSD and Knot as the only servers Unbound knows, a ZSK roll and a
@@ -1122,8 +1099,7 @@ fn rollovers_wait_for_every_secondary_and_unbound_validates_through_them() {
         "  aggressive-nsec: no\n  cache-max-negative-ttl: 1\n",
         free_port(),
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let q = validate_continuously(u.addr, stop.clone());
+    let q = validate_continuously(u.addr);
     std::thread::sleep(Duration::from_secs(1));
 
     // a ZSK roll and a partition KSK roll, every step after both secondaries serve it
@@ -1282,8 +1258,7 @@ fn rollovers_wait_for_every_secondary_and_unbound_validates_through_them() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (n, errors) = q.join().unwrap();
+    let (n, errors) = q.finish();
     assert!(n > 100, "only {n} answers");
     assert!(
         errors.is_empty(),

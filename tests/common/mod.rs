@@ -565,3 +565,68 @@ pub fn tlsa_data(m: &Message) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Asks a validating resolver the same `cases` (name, type, expected RCODE) in a loop, every
+/// 100 ms, until stopped (bounded by `max`): every answer must carry the expected RCODE and AD.
+/// `retries`: a query that gets no answer at all is asked again this many times (a resolver
+/// that first tried a stopped server may outlast one wait); an answer, never a SERVFAIL, is
+/// what counts.
+pub struct Validator {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Validator {
+    pub fn start(
+        resolver: SocketAddr,
+        cases: Vec<(String, RecordType, hickory_proto::op::ResponseCode)>,
+        retries: usize,
+        max: Duration,
+    ) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let t0 = Instant::now();
+            let (mut n, mut errors) = (0, Vec::new());
+            while !flag.load(Ordering::SeqCst) && t0.elapsed() < max {
+                for (name, rtype, rcode) in &cases {
+                    let (name, rtype, rcode) = (name.as_str(), *rtype, *rcode);
+                    let mut answer = query_udp(resolver, name, rtype, true, 1232);
+                    for _ in 0..retries {
+                        if answer.is_ok() {
+                            break;
+                        }
+                        answer = query_udp(resolver, name, rtype, true, 1232);
+                    }
+                    match answer {
+                        Ok(m) => {
+                            n += 1;
+                            let rc = m.metadata.response_code;
+                            if rc != rcode || !m.metadata.authentic_data {
+                                errors.push(format!(
+                                    "{:.1}s {name} {rtype}: {rc:?} AD={}",
+                                    t0.elapsed().as_secs_f64(),
+                                    m.metadata.authentic_data
+                                ));
+                            }
+                        }
+                        Err(e) => errors.push(format!("{name} {rtype}: {e}")),
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (n, errors)
+        });
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops and returns (answers, failures).
+    pub fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
