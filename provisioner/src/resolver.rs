@@ -550,11 +550,23 @@ mod tests {
         seen: mpsc::Receiver<&'static str>,
     }
 
+    /// A UDP socket and a TCP listener on the same loopback port. The UDP port comes from the
+    /// ephemeral range, where an outgoing TCP connection of a parallel test may hold the same
+    /// number: try again with another port rather than fail.
+    fn udp_and_tcp_on_one_port() -> (UdpSocket, TcpListener) {
+        for _ in 0..100 {
+            let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+            if let Ok(t) = TcpListener::bind(u.local_addr().unwrap()) {
+                return (u, t);
+            }
+        }
+        panic!("no loopback port free for both UDP and TCP after 100 tries");
+    }
+
     /// UDP and TCP on one loopback port; `udp` and `tcp` give the answers to send, in order.
     fn serve(udp: Script, tcp: Script) -> Fake {
-        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (u, t) = udp_and_tcp_on_one_port();
         let addr = u.local_addr().unwrap();
-        let t = TcpListener::bind(addr).unwrap();
         let (tx, seen) = mpsc::channel();
         let tx2 = tx.clone();
         std::thread::spawn(move || {
